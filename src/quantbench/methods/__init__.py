@@ -23,7 +23,10 @@ __all__ = ["KINDS", "CalibrationData", "QuantizedModel", "get_kind", "make_param
 # kind name -> module path (imported lazily: torch.ao is only loaded by the kinds that use it)
 _KINDS: dict[str, str] = {
     "ptq_dynamic": "quantbench.methods.ptq_dynamic",
+    "ptq_static": "quantbench.methods.ptq_static",
+    "qat": "quantbench.methods.qat",
     "rtn": "quantbench.methods.rtn",
+    "gptq": "quantbench.methods.gptq",
 }
 KINDS: tuple[str, ...] = tuple(_KINDS)
 
