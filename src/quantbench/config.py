@@ -1,0 +1,122 @@
+"""Config checking: fill defaults from the schema, validate, and explain the first error in one line.
+
+Runs when Snakemake parses the workflow, so it imports neither torch nor pandas. Method variants
+are validated against the schema of their own kind (``$defs/<kind>``), which keeps messages
+precise: ``methods.gptq_w4.bits: 9 is greater than the maximum of 8``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RESERVED_METHOD = "fp32"
+INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
+
+
+class ConfigError(ValueError):
+    """A config value the workflow cannot run with; the message names the key and the fix."""
+
+
+def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
+    """Return a copy of ``instance`` with every missing property set to the schema default."""
+    if not isinstance(instance, dict) or schema.get("type") not in ("object", None):
+        return instance
+    out = dict(instance)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], sub)
+    return out
+
+
+def _where(path: list[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _explain(error: Any, prefix: str) -> str:
+    """One line for a jsonschema error: where, what, and what is allowed."""
+    where = _where([p for p in prefix.split(".") if p] + list(error.absolute_path))
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(sub.get("properties", {}))) or "none"
+        return f"{where}: {error.message}; allowed keys: {allowed}"
+    if error.validator == "enum":
+        allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
+        return f"{where}: {error.instance!r} is not allowed; choose one of: {allowed}"
+    if "propertyNames" in error.absolute_schema_path:
+        return (
+            f"{where}: method name {error.instance!r} is not usable: names start with a letter, "
+            f"use only letters, digits and '_', and '{RESERVED_METHOD}' is reserved"
+        )
+    if error.validator == "minProperties" and where == "methods":
+        return "methods: no method variants; list at least one, e.g. ptq_dynamic: {kind: ptq_dynamic}"
+    hint = f" ({sub['description']})" if sub.get("description") else ""
+    return f"{where}: {error.message}{hint}"
+
+
+def _validate(instance: Any, schema: dict[str, Any], prefix: str = "") -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(_explain(best, prefix))
+
+
+def resolve_methods(methods: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Validate each variant against its kind's schema and fill that kind's defaults."""
+    out = {}
+    for name, variant in methods.items():
+        kind_schema = {**schema["$defs"][variant["kind"]], "$defs": schema["$defs"]}
+        _validate(variant, kind_schema, prefix=f"methods.{name}")
+        out[name] = fill_defaults(variant, kind_schema)
+    return out
+
+
+def check_group_sizes(cfg: dict[str, Any]) -> None:
+    """A weight group must fit the layers it is known to apply to (the hidden layers' inputs).
+
+    The first layer's width depends on the data and is checked when the method runs.
+    """
+    widths = cfg["model"]["hidden"]
+    for name, variant in cfg["methods"].items():
+        group = variant.get("group_size", -1)
+        for width in widths:
+            if group > 0 and (group > width or width % group):
+                raise ConfigError(
+                    f"methods.{name}.group_size: {group} does not divide the hidden layer width "
+                    f"{width}; use a divisor of {width} or -1 (one group per output channel)"
+                )
+
+
+def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated config with every default filled in; ConfigError on the first problem."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("the config is empty; start from the repository's config.yaml")
+    schema = load_schema(schema_path)
+    _validate(config, schema)
+    resolved = fill_defaults(config, schema)
+    resolved["methods"] = resolve_methods(resolved["methods"], schema)
+    if resolved["data"]["source"] == "csv" and not resolved["data"]["csv"]["path"]:
+        raise ConfigError("data.csv.path: data.source is csv but no path is set; set data.csv.path")
+    check_group_sizes(resolved)
+    return resolved
+
+
+def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:
+    """What the quantize job of one variant receives: its own parameters (plus the run's engine)."""
+    variant = dict(cfg["methods"][name])
+    if variant["kind"] in INT8_KINDS:
+        variant["engine"] = engine
+    return variant

@@ -1,0 +1,140 @@
+import glob
+import importlib.metadata
+import os
+import re
+import sys
+from pathlib import Path
+
+# The library lives in src/; the workflow needs it at parse time only for config checking.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from quantbench.config import ConfigError, method_params, resolve_config
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+LIB = Path(workflow.basedir) / "src" / "quantbench"
+
+# Snakemake merges --configfile into config.yaml key by key; a method list given on the command
+# line replaces the default list instead of extending it (so a sweep file runs just its sweep).
+_cli_config = getattr(workflow.config_settings, "overwrite_config", None) or {}
+if isinstance(_cli_config.get("methods"), dict):
+    config["methods"] = dict(_cli_config["methods"])
+
+try:
+    _resolved = resolve_config(config, SCHEMA)
+except ConfigError as exc:
+    raise WorkflowError(f"config error: {exc}") from None
+config.clear()
+config.update(_resolved)
+
+METHODS = list(config["methods"])
+MODELS = ["fp32", *METHODS]
+
+# Wildcard patterns: a quantize job makes exactly the configured variants; evaluate also fp32.
+METHOD_PATTERN = "|".join(re.escape(m) for m in METHODS)
+MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
+
+
+def torch_version():
+    """Recorded in params so that a torch upgrade reruns training, quantization and timing."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def lib(*modules):
+    """Library modules that a job runs (Snakemake does not track what scripts import)."""
+    return [str(LIB / m) for m in ("__init__.py", "files.py", "logs.py", *modules)]
+
+
+# The library modules each kind's quantize and rebuild code imports (checked by the tests).
+KIND_MODULES = {
+    "ptq_dynamic": ["methods/ptq_dynamic.py", "ao.py"],
+    "ptq_static": ["methods/ptq_static.py", "ao.py"],
+    "qat": ["methods/qat.py", "ao.py", "train.py"],
+    "rtn": ["methods/rtn.py", "grid.py", "packing.py", "weightonly.py"],
+    "gptq": ["methods/gptq.py", "grid.py", "packing.py", "weightonly.py"],
+}
+MODEL_MODULES = ["model.py", "checkpoint.py", "methods/__init__.py", "methods/base.py"]
+
+
+def kind_of(model):
+    return "fp32" if model == "fp32" else config["methods"][model]["kind"]
+
+
+def csv_files():
+    """The user's data files (a file, a folder or a glob), sorted; an error if none exists."""
+    path = os.path.expanduser(str(config["data"]["csv"]["path"]))
+    if os.path.isdir(path):
+        files = sorted(
+            f
+            for f in glob.glob(os.path.join(path, "*"))
+            if f.lower().endswith((".csv", ".arff", ".txt", ".csv.gz"))
+        )
+    else:
+        files = sorted(glob.glob(path))
+    if not files:
+        raise WorkflowError(
+            f"config error: data.csv.path: no data file matches {path!r}; "
+            "set data.csv.path to a CSV/ARFF file, a folder of them or a glob"
+        )
+    return files
+
+
+def get_preprocess_input():
+    if config["data"]["source"] == "synthetic":
+        return ["results/data/raw.csv"]
+    return csv_files()
+
+
+def get_quantize_input(wildcards):
+    return {
+        "fp32": "results/models/fp32.pt",
+        "dataset": "results/data/dataset.npz",
+        "lib": lib(
+            *MODEL_MODULES,
+            "data.py",
+            "quantize.py",
+            "train.py",
+            *KIND_MODULES[kind_of(wildcards.method)],
+        ),
+    }
+
+
+def get_evaluate_input(wildcards):
+    model = wildcards.method
+    inputs = {
+        "checkpoint": f"results/models/{model}.pt",
+        "dataset": "results/data/dataset.npz",
+        "lib": lib(*MODEL_MODULES, "data.py", "evaluate.py", "latency.py", "ao.py"),
+    }
+    if model != "fp32":
+        inputs["info"] = f"results/models/{model}.info.json"
+        inputs["lib"] += [str(LIB / m) for m in KIND_MODULES[kind_of(model)]]
+    return inputs
+
+
+def get_evaluate_threads():
+    """Every core Snakemake may use: a timing job then never shares the machine with another job."""
+    cores = workflow.cores
+    return cores if isinstance(cores, int) and 0 < cores < 4096 else 1
+
+
+def get_summarize_input():
+    return expand("results/metrics/{method}.json", method=MODELS)
+
+
+PLOTS = [
+    "accuracy_vs_size",
+    "accuracy_vs_latency",
+    "metrics_bars",
+    "confusion_matrices",
+    "layer_error",
+]
+
+
+def get_final_output():
+    return [
+        "results/summary.csv",
+        "results/summary.md",
+        *expand("results/plots/{plot}.{ext}", plot=PLOTS, ext=["png", "svg"]),
+    ]

@@ -1,0 +1,40 @@
+rule generate_traffic:
+    input:
+        lib=lib("synthetic.py"),
+    output:
+        "results/data/raw.csv",
+    log:
+        "logs/generate_traffic.log",
+    benchmark:
+        "results/benchmarks/generate_traffic.tsv"
+    conda:
+        "../../envs/quantbench.yaml"
+    params:
+        synthetic=config["data"]["synthetic"],
+        seed=config["seed"],
+    script:
+        "../scripts/generate_traffic.py"
+
+
+rule preprocess:
+    input:
+        raw=get_preprocess_input(),
+        lib=lib("data.py", "presets.py", "tabular.py"),
+    output:
+        dataset="results/data/dataset.npz",
+        preprocessor="results/data/preprocessor.joblib",
+        card="results/data/data_card.json",
+    log:
+        "logs/preprocess.log",
+    benchmark:
+        "results/benchmarks/preprocess.tsv"
+    conda:
+        "../../envs/quantbench.yaml"
+    params:
+        data={
+            k: v for k, v in config["data"].items() if k not in ("source", "synthetic")
+        },
+        source=config["data"]["source"],
+        seed=config["seed"],
+    script:
+        "../scripts/preprocess.py"
