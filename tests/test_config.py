@@ -1,0 +1,101 @@
+"""Config checking: defaults filled, and every bad config stopped with a one-line message."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quantbench.config import ConfigError, method_params, resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def resolve(mutate):
+    cfg = copy.deepcopy(DEFAULT)
+    mutate(cfg)
+    return resolve_config(cfg, SCHEMA)
+
+
+def test_default_config_resolves_with_every_default_filled():
+    cfg = resolve(lambda c: None)
+    assert cfg["evaluate"]["threads"] == 1
+    assert cfg["train"]["threads"] == 1
+    assert cfg["methods"]["gptq_w4"]["percdamp"] == pytest.approx(0.01)
+    assert cfg["methods"]["ptq_static"]["per_channel"] is True
+    assert cfg["data"]["csv"]["drop_columns"] == []
+
+
+def test_minimal_config_takes_schema_defaults():
+    cfg = resolve_config({"methods": {"r": {"kind": "rtn"}}}, SCHEMA)
+    assert cfg["seed"] == 42
+    assert cfg["model"]["hidden"] == [256, 256]
+    assert cfg["methods"]["r"] == {"kind": "rtn", "bits": 4, "group_size": 32, "symmetric": False}
+
+
+BAD = {
+    "unknown top-level key": (lambda c: c.update(colour="red"), "'colour' was unexpected"),
+    "unknown nested key": (lambda c: c["train"].update(epoch=3), "allowed keys: batch_size"),
+    "wrong type": (lambda c: c["train"].update(batch_size="big"), "train.batch_size"),
+    "unknown method kind": (
+        lambda c: c["methods"].update(x={"kind": "awq"}),
+        "methods.x.kind: 'awq' is not allowed; choose one of",
+    ),
+    "bits above 8": (lambda c: c["methods"]["rtn_w4"].update(bits=9), "methods.rtn_w4.bits"),
+    "bits below 2": (lambda c: c["methods"]["gptq_w4"].update(bits=1), "methods.gptq_w4.bits"),
+    "group size not fitting a layer": (
+        lambda c: c["methods"]["rtn_w4"].update(group_size=96),
+        "does not divide the hidden layer width 256",
+    ),
+    "group size zero": (lambda c: c["methods"]["rtn_w4"].update(group_size=0), "group_size"),
+    "non-positive epochs": (lambda c: c["train"].update(epochs=0), "train.epochs"),
+    "non-positive batch size": (lambda c: c["evaluate"].update(batch_size=-1), "batch_size"),
+    "non-positive qat epochs": (lambda c: c["methods"]["qat"].update(epochs=0), "qat.epochs"),
+    "empty method list": (lambda c: c.update(methods={}), "no method variants"),
+    "method name not a wildcard": (
+        lambda c: c["methods"].update({"gptq-w4": {"kind": "gptq"}}),
+        "method name 'gptq-w4' is not usable",
+    ),
+    "reserved method name": (
+        lambda c: c["methods"].update({"fp32": {"kind": "rtn"}}),
+        "'fp32' is reserved",
+    ),
+    "misspelt method parameter": (
+        lambda c: c["methods"]["gptq_w4"].update(groupsize=32),
+        "'groupsize' was unexpected",
+    ),
+    "unknown observer": (
+        lambda c: c["methods"]["ptq_static"].update(observer="max"),
+        "choose one of: minmax, moving_average, histogram",
+    ),
+    "unknown data source": (lambda c: c["data"].update(source="s3"), "data.source"),
+    "csv source without a path": (lambda c: c["data"].update(source="csv"), "data.csv.path"),
+    "fraction out of range": (lambda c: c["data"].update(test_fraction=0.9), "data.test_fraction"),
+    "unknown engine": (lambda c: c["quantization"].update(engine="tpu"), "quantization.engine"),
+    "empty hidden list": (lambda c: c["model"].update(hidden=[]), "model.hidden"),
+    "method without kind": (lambda c: c["methods"].update(x={"bits": 4}), "'kind' is a required"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_one_clear_line(case):
+    mutate, expected = BAD[case]
+    with pytest.raises(ConfigError) as err:
+        resolve(mutate)
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_empty_config_is_refused():
+    with pytest.raises(ConfigError, match="config is empty"):
+        resolve_config({}, SCHEMA)
+
+
+def test_engine_reaches_int8_kinds_only():
+    cfg = resolve(lambda c: None)
+    assert method_params(cfg, "ptq_static", "x86")["engine"] == "x86"
+    assert "engine" not in method_params(cfg, "rtn_w4", "x86")
+    assert "engine" not in cfg["methods"]["ptq_static"]  # the config itself is not changed
