@@ -138,7 +138,9 @@ def tensor_bytes(obj: Any) -> int:
             torch.per_channel_affine,
             torch.per_channel_symmetric,
         ):
-            n += obj.q_per_channel_scales().numel() * 8 + obj.q_per_channel_zero_points().numel() * 8
+            n += (
+                obj.q_per_channel_scales().numel() * 8 + obj.q_per_channel_zero_points().numel() * 8
+            )
         return n
     if isinstance(obj, dict):
         return sum(tensor_bytes(v) for v in obj.values())

@@ -1,4 +1,4 @@
-"""Config checking: fill defaults from the schema, validate, and explain the first error in one line.
+"""Config checking: fill in schema defaults, validate, and explain the first error in one line.
 
 Runs when Snakemake parses the workflow, so it imports neither torch nor pandas. Method variants
 are validated against the schema of their own kind (``$defs/<kind>``), which keeps messages
@@ -59,7 +59,9 @@ def _explain(error: Any, prefix: str) -> str:
             f"use only letters, digits and '_', and '{RESERVED_METHOD}' is reserved"
         )
     if error.validator == "minProperties" and where == "methods":
-        return "methods: no method variants; list at least one, e.g. ptq_dynamic: {kind: ptq_dynamic}"
+        return (
+            "methods: no method variants; list at least one, e.g. ptq_dynamic: {kind: ptq_dynamic}"
+        )
     hint = f" ({sub['description']})" if sub.get("description") else ""
     return f"{where}: {error.message}{hint}"
 

@@ -7,6 +7,7 @@ under ``torch.inference_mode``; nothing is estimated.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass
@@ -39,14 +40,13 @@ class TimingConfig:
 
 def set_threads(n: int) -> None:
     torch.set_num_threads(n)
-    try:
+    # Inter-op threads can be set once per process; intra-op threads are what matter here.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(n)
-    except RuntimeError:  # already set in this process; intra-op threads are what matter here
-        pass
 
 
 def batch_of(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The first ``n`` rows of ``x``, tiled when ``x`` has fewer rows (same data for every model)."""
+    """The first ``n`` rows of ``x``, tiled when it has fewer (the same data for every model)."""
     reps = -(-n // x.shape[0])
     return x.repeat(reps, 1)[:n].contiguous() if reps > 1 else x[:n].contiguous()
 

@@ -35,7 +35,9 @@ def run_step(log_path: str | os.PathLike[str], main: Callable[[], None]) -> None
         try:
             main()
         except ValueError as exc:  # user-fixable: data, config, checkpoint
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, terminal, log_stream)
+            _fail(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__, terminal, log_stream
+            )
         except Exception as exc:
             traceback.print_exc(file=log_stream)
             _fail(f"{type(exc).__name__}: {exc} (traceback in {log_path})", terminal, log_stream)

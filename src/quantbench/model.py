@@ -6,6 +6,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -25,7 +26,9 @@ class ModelConfig:
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty list of positive sizes, got {self.hidden}")
+            raise ValueError(
+                f"hidden must be a non-empty list of positive sizes, got {self.hidden}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -65,7 +68,7 @@ class MLP(nn.Module):
         blocks["head"] = nn.Linear(width, cfg.n_classes)
         self.layers = nn.Sequential(blocks)
 
-    def forward(self, x):  # noqa: D102 - (batch, in_features) -> (batch, n_classes)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, in) -> (batch, n_classes)
         return self.layers(x)
 
     def linear_names(self) -> list[str]:

@@ -77,7 +77,7 @@ def run_epoch(
         loss = loss_fn(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
-        total += float(loss)
+        total += loss.item()
     return total / x.shape[0]
 
 
