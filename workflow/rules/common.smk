@@ -41,9 +41,14 @@ def torch_version():
         return "not installed"
 
 
+def lib_paths(*modules):
+    """Paths relative to the working directory, so a moved checkout keeps its results fresh."""
+    return [os.path.relpath(LIB / m) for m in modules]
+
+
 def lib(*modules):
     """Library modules that a job runs (Snakemake does not track what scripts import)."""
-    return [str(LIB / m) for m in ("__init__.py", "files.py", "logs.py", *modules)]
+    return lib_paths("__init__.py", "files.py", "logs.py", *modules)
 
 
 # The library modules each kind's quantize and rebuild code imports (checked by the tests).
@@ -109,7 +114,7 @@ def get_evaluate_input(wildcards):
     }
     if model != "fp32":
         inputs["info"] = f"results/models/{model}.info.json"
-        inputs["lib"] += [str(LIB / m) for m in KIND_MODULES[kind_of(model)]]
+        inputs["lib"] += lib_paths(*KIND_MODULES[kind_of(model)])
     return inputs
 
 

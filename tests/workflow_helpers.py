@@ -1,0 +1,67 @@
+"""Run the workflow in a private copy of the repository, so tests may edit its files freely."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles", "tests")
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow, library and configs (not results) copied into ``dest``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``workdir``; the test config is used unless args name another."""
+    cmd = [*SNAKEMAKE, "--configfile", "tests/config_tiny.yaml", *args]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def run_ok(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = snakemake(workdir, *args, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+_JOB = re.compile(r"^rule (\w+):\n(?:    .*\n)*?    wildcards: method=(\w+)", re.MULTILINE)
+_RULE = re.compile(r"^rule (\w+):$", re.MULTILINE)
+
+
+def planned_jobs(workdir: Path) -> Counter:
+    """What a dry run would execute: ``rule`` or ``rule[method]`` -> count."""
+    proc = run_ok(workdir, "--dry-run", "--cores", "2")
+    text = proc.stdout + proc.stderr
+    jobs: Counter = Counter()
+    for block in re.split(r"\n(?=rule \w+:)", text):
+        rule = _RULE.search(block)
+        if not rule or not block.startswith("rule "):
+            continue
+        wildcard = re.search(r"^    wildcards: method=(\w+)", block, re.MULTILINE)
+        jobs[f"{rule.group(1)}[{wildcard.group(1)}]" if wildcard else rule.group(1)] += 1
+    return jobs
+
+
+def append_comment(path: Path) -> None:
+    """A real edit of a source file that changes no behaviour."""
+    with path.open("a") as fh:
+        fh.write("\n# edited by a staleness test\n")
