@@ -9,6 +9,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import ConfigError, method_params, resolve_config
 
+
+report: "../report/workflow.rst"
+
+
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 

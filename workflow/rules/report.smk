@@ -3,9 +3,26 @@ rule summarize:
         metrics=get_summarize_input(),
         lib=lib("report.py"),
     output:
-        csv="results/summary.csv",
-        md="results/summary.md",
-        plots=expand("results/plots/{plot}.{ext}", plot=PLOTS, ext=["png", "svg"]),
+        csv=report(
+            "results/summary.csv",
+            caption="../report/summary_table.rst",
+            category="Summary",
+        ),
+        md=report(
+            "results/summary.md",
+            caption="../report/summary_md.rst",
+            category="Summary",
+        ),
+        plots=[
+            report(
+                f"results/plots/{plot}.{ext}",
+                caption=f"../report/{plot}.rst",
+                category="Plots",
+                subcategory=ext.upper(),
+            )
+            for plot in PLOTS
+            for ext in ("png", "svg")
+        ],
     log:
         "logs/summarize.log",
     conda:
