@@ -2,6 +2,7 @@ rule summarize:
     input:
         metrics=get_summarize_input(),
         lib=lib("report.py"),
+        schema="workflow/schemas/metrics.schema.json",
     output:
         csv=report(
             "results/summary.csv",
