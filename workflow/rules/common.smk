@@ -14,6 +14,7 @@ report: "../report/workflow.rst"
 
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+METRICS_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "metrics.schema.json"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 
 # Snakemake merges --configfile into config.yaml key by key; a method list given on the command

@@ -2,7 +2,7 @@ rule summarize:
     input:
         metrics=get_summarize_input(),
         lib=lib("report.py"),
-        schema="workflow/schemas/metrics.schema.json",
+        schema=os.path.relpath(METRICS_SCHEMA),
     output:
         csv=report(
             "results/summary.csv",
