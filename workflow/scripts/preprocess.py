@@ -1,0 +1,23 @@
+"""Adapter: raw flow records -> dataset.npz, fitted preprocessor and data card."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from quantbench.logs import run_step
+
+
+def main() -> None:
+    from quantbench.data import data_config_from_mapping, run_preprocess
+
+    run_preprocess(
+        list(snakemake.input.raw),
+        data_config_from_mapping(snakemake.params.data),
+        seed=snakemake.params.seed,
+        dataset_out=snakemake.output.dataset,
+        preprocessor_out=snakemake.output.preprocessor,
+        card_out=snakemake.output.card,
+    )
+
+
+run_step(snakemake.log[0], main)
