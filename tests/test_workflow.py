@@ -139,3 +139,25 @@ def test_changing_data_settings_reruns_everything(copy_of_done):
     jobs = planned_jobs(copy_of_done)
     assert {"generate_traffic", "preprocess", "train_fp32", "summarize"} <= set(jobs)
     assert len(jobs) == 4 + len(TINY_METHODS) + len(MODELS)
+
+
+def test_dag_and_rulegraph_are_valid_dot(done):
+    import subprocess
+
+    for flag in ("--dag", "--rulegraph"):
+        proc = run_ok(done, flag)
+        assert proc.stdout.lstrip().startswith("digraph"), proc.stdout[:200]
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=proc.stdout, capture_output=True, text=True, check=True
+        )
+        assert "<svg" in svg.stdout
+        for rule in ("generate_traffic", "preprocess", "train_fp32", "quantize", "evaluate"):
+            assert rule in proc.stdout
+
+
+def test_report_is_self_contained_html_with_every_item(done):
+    run_ok(done, "--report", "report.html")
+    html = (done / "report.html").read_text()
+    assert "<html" in html.lower()
+    for item in ("summary.csv", "summary.md", "accuracy_vs_size", "layer_error", "Pareto"):
+        assert item in html, item
