@@ -32,8 +32,11 @@ def run_step(log_path: str | os.PathLike[str], main: Callable[[], None]) -> None
         sys.stderr = log_stream
         logging.basicConfig(stream=log_stream, level=logging.INFO, format=FORMAT, force=True)
         logging.captureWarnings(True)
+        log = logging.getLogger("quantbench.step")
+        log.info("step started (pid %d)", os.getpid())
         try:
             main()
+            log.info("step finished")
         except ValueError as exc:  # user-fixable: data, config, checkpoint
             _fail(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__, terminal, log_stream
