@@ -220,11 +220,12 @@ def data_config_from_mapping(d: dict[str, Any]) -> DataConfig:
     flat = {k: v for k, v in d.items() if k not in ("source", "synthetic", "csv")}
     flat.update(d.get("csv") or {})
     known = {f.name for f in fields(DataConfig)}
-    unknown = sorted(set(flat) - known)
-    if unknown:
-        raise ValueError(
-            f"{config_key(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(known))}"
-        )
+    for where, keys in (("data.csv.", d.get("csv") or {}), ("data.", flat)):
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise ValueError(
+                f"{where}{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}"
+            )
     user = {
         k: v
         for k, v in flat.items()
@@ -611,8 +612,9 @@ def preprocess(
     layout = plan_layout(tables, cfg)
     rows = _read_rows(tables, layout, cfg)
     where = _where(files)
-    _check_columns(rows, layout, where)
     x, codes, bad, texts = _stack(rows)
+    if len(x):
+        _check_columns(rows, layout, where)
     keep = ~bad if cfg.nonfinite == "drop" else np.ones(len(bad), dtype=bool)
     rows.dropped["nonfinite"] = int(np.count_nonzero(~keep))
     y, encoder, counts = _encode_labels(codes, keep, rows)
