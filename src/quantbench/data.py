@@ -150,7 +150,7 @@ class DataConfig:
     duplicate_columns: str = "error"
     encoding: str = "auto"
     file_glob: str = "*.csv"
-    chunk_rows: int = 200_000
+    chunk_rows: int = 50_000
 
     def __post_init__(self) -> None:
         for name in ("drop_columns", "categorical_columns", "exclude_columns", "column_names"):

@@ -43,7 +43,7 @@ class ReadSpec:
     column_names: tuple[str, ...] = ()
     duplicate_columns: str = "error"
     encoding: str = "auto"
-    chunk_rows: int = 200_000
+    chunk_rows: int = 50_000
 
     def __post_init__(self) -> None:
         if self.duplicate_columns not in DUPLICATE_POLICIES:
