@@ -1,0 +1,73 @@
+"""Kind ``rtn``: round-to-nearest weight-only quantization on the shared grid, bit-packed.
+
+Each weight is rounded to the nearest level of its group's grid (:mod:`quantbench.grid`), with
+no calibration. It shares the grid, the packing and the per-layer error report with ``gptq``,
+so ``rtn_wN`` against ``gptq_wN`` isolates the algorithm.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from quantbench import weightonly
+from quantbench.grid import Grid, quantize_weight
+from quantbench.methods.base import CalibrationData, QuantizedModel
+from quantbench.model import MLP, ModelConfig
+
+# Rows for the calibration-side error report: gptq's default calibration_samples, drawn the
+# same way (calib.calibration_rows), so the two kinds are measured on the same rows by default.
+ERROR_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class Params:
+    """``bits`` per code (2..8); ``group_size`` columns per scale/zero (-1 = per output
+    channel); ``symmetric`` grid or asymmetric."""
+
+    bits: int = 4
+    group_size: int = 32
+    symmetric: bool = False
+
+    def __post_init__(self) -> None:
+        weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.bits, self.symmetric)
+
+
+def check_fits(params: Params, in_widths: list[int]) -> None:
+    """Raise ValueError if ``params.group_size`` cannot be used on these layer input widths."""
+    weightonly.check_fits(params.group_size, in_widths)
+
+
+def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> QuantizedModel:
+    """Round every Linear weight to the grid; report per-layer output errors."""
+    t0 = time.perf_counter()
+    weightonly.check_model_fits(fp32_model, params.group_size)
+    device = torch.device(calib.device)
+    x_calib = calib.calibration_rows(ERROR_ROWS).to(device)
+
+    def quantize_layer(name: str, W: torch.Tensor, X: torch.Tensor):
+        return quantize_weight(W, params.grid, params.group_size)
+
+    layers, errors = weightonly.quantize_layers(fp32_model, x_calib, calib.x_val, quantize_layer)
+    extra: dict[str, Any] = {
+        "calibration_rows": int(x_calib.shape[0]),
+        "heldout_rows": int(calib.x_val.shape[0]),
+        "device": str(device),
+    }
+    return weightonly.finish(
+        fp32_model.cfg, layers, params.grid, params.group_size, errors, t0, extra
+    )
+
+
+def rebuild(model_cfg: ModelConfig, state: dict[str, Any], params: Params) -> nn.Module:
+    """The runnable module of a checkpoint's packed state."""
+    weightonly.check_state(state, params.bits, params.group_size)
+    return weightonly.build_module(model_cfg, state, params.grid)
