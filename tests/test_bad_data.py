@@ -164,10 +164,14 @@ CASES: dict[str, Case] = {
         ("f.txt", "line 1 has 3 fields but 2 column names", "data.csv.header"),
     ),
     "every_row_nonfinite": (
-        {"f.csv": _csv([f"{i},inf,{'ab'[i % 2]}" if i % 3 else f"{i},,a" for i in range(30)])},
+        {
+            "f.csv": _csv(
+                ["0,,voip", *(f"inf,{i},web" if i % 2 else f",{i},voip" for i in range(30))]
+            )
+        },
         "f.csv",
         {},
-        ("f.csv", "has no finite value", "'Packet Length Mean'"),
+        ("f.csv", "no row is left", "'nonfinite': 31", "data.nonfinite: median"),
     ),
     "every_label_empty": (
         {"f.csv": _csv([f"{i},{i}," for i in range(30)])},

@@ -436,6 +436,10 @@ def min_class_rows(cfg: DataConfig) -> int:
     return max(3, math.ceil(1 / min(cfg.val_fraction, cfg.test_fraction) - 1e-9))
 
 
+def _nonzero(counts: Counter[str]) -> dict[str, int]:
+    return {k: v for k, v in sorted(counts.items()) if v}
+
+
 def _check_classes(counts: dict[str, int], rows: _Rows, cfg: DataConfig, where: str) -> None:
     found = ", ".join(f"{k!r}" for k, _ in rows.seen_labels.most_common(12)) or "none"
     if not counts and cfg.label_map:
@@ -445,8 +449,8 @@ def _check_classes(counts: dict[str, int], rows: _Rows, cfg: DataConfig, where: 
         )
     if not counts:
         raise DataError(
-            f"{where}: no row is left to train on (dropped: {dict(rows.dropped)}); check "
-            f"data.csv.label_column '{cfg.label_column}' and data.nonfinite"
+            f"{where}: no row is left to train on (dropped: {_nonzero(rows.dropped)}); check "
+            f"data.csv.label_column '{cfg.label_column}', or set data.nonfinite: median"
         )
     if len(counts) == 1:
         (name, n), *_ = counts.items()
@@ -664,7 +668,7 @@ def data_card(
         "categorical_columns": list(layout.categorical),
         "rows": {"read": rows.read, "kept": sum(sizes.values()), **sizes},
         "class_counts": split_counts,
-        "rows_dropped": {k: v for k, v in sorted(rows.dropped.items()) if v},
+        "rows_dropped": _nonzero(rows.dropped),
         "nonfinite_values": {
             c: int(n) for c, n in zip(layout.numeric, rows.nonfinite, strict=True) if n
         },
