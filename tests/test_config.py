@@ -46,8 +46,8 @@ BAD = {
     "bits above 8": (lambda c: c["methods"]["rtn_w4"].update(bits=9), "methods.rtn_w4.bits"),
     "bits below 2": (lambda c: c["methods"]["gptq_w4"].update(bits=1), "methods.gptq_w4.bits"),
     "group size not fitting a layer": (
-        lambda c: c["methods"]["rtn_w4"].update(group_size=96),
-        "does not divide the hidden layer width 256",
+        lambda c: c["methods"]["rtn_w4"].update(group_size=512),
+        "is wider than the hidden layer width 256",
     ),
     "group size zero": (lambda c: c["methods"]["rtn_w4"].update(group_size=0), "group_size"),
     "non-positive epochs": (lambda c: c["train"].update(epochs=0), "train.epochs"),

@@ -87,19 +87,20 @@ def resolve_methods(methods: dict[str, Any], schema: dict[str, Any]) -> dict[str
 
 
 def check_group_sizes(cfg: dict[str, Any]) -> None:
-    """A weight group must fit the layers it is known to apply to (the hidden layers' inputs).
+    """A weight group must fit inside the hidden layers it applies to.
 
-    The first layer's width depends on the data and is checked when the method runs.
+    Groups run along a layer's inputs and the last one may be shorter, so any size up to the
+    width fits. The first layer's width depends on the data; a larger group there is one group.
     """
     widths = cfg["model"]["hidden"]
     for name, variant in cfg["methods"].items():
         group = variant.get("group_size", -1)
-        for width in widths:
-            if group > 0 and (group > width or width % group):
-                raise ConfigError(
-                    f"methods.{name}.group_size: {group} does not divide the hidden layer width "
-                    f"{width}; use a divisor of {width} or -1 (one group per output channel)"
-                )
+        too_wide = [w for w in widths if group > w]
+        if too_wide:
+            raise ConfigError(
+                f"methods.{name}.group_size: {group} is wider than the hidden layer width "
+                f"{too_wide[0]}; use at most {min(widths)} or -1 (one group per output channel)"
+            )
 
 
 def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> dict[str, Any]:
