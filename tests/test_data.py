@@ -18,7 +18,7 @@ from quantbench.data import (
     preprocess,
     run_preprocess,
 )
-from quantbench.tabular import expand_sources
+from quantbench.tabular import data_files, expand_sources
 
 CLASSES = ("web", "video", "voip")
 
@@ -141,6 +141,18 @@ def test_folder_and_glob_concatenate_files(tmp_path: Path) -> None:
     assert card["rows"]["read"] == 300  # the glob itself is case-sensitive
     _, _, card = preprocess(str(tmp_path / "d"), DataConfig(), seed=0)
     assert card["rows"]["read"] == 600 and len(card["source_files"]) == 2
+
+
+def test_gzip_file_and_data_files_for_the_workflow(tmp_path: Path) -> None:
+    flows().to_csv(tmp_path / "a.csv.gz", index=False)
+    _, _, card = preprocess(str(tmp_path / "a.csv.gz"), DataConfig(), seed=0)
+    assert card["rows"]["read"] == 600
+    write(flows(), tmp_path / "b.csv")
+    data = {"preset": None, "csv": {"path": str(tmp_path), "file_glob": None}}
+    assert data_files(data) == [tmp_path / "b.csv"]
+    data = {"preset": "nsl_kdd", "csv": {"path": str(tmp_path)}}
+    with pytest.raises(ValueError, match="no file matching 'KDDTrain"):
+        data_files(data)
 
 
 def test_identifiers_and_drop_columns_are_dropped_with_reasons(tmp_path: Path) -> None:

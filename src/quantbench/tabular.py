@@ -12,12 +12,13 @@ import codecs
 import csv
 import fnmatch
 import glob
+import gzip
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,21 @@ class Table:
     duplicates: dict[str, str]  # renamed later copy -> the name it repeats
     nominal: tuple[str, ...] = ()  # ARFF nominal/string attributes
     arff: bool = False
+
+
+def data_files(data: Mapping[str, Any]) -> list[Path]:
+    """The input files the config's ``data:`` mapping names (for the workflow's rule inputs).
+
+    Uses ``data.csv.path`` and ``data.csv.file_glob`` (else the preset's, else ``*.csv``);
+    imports no more than pandas, so Snakemake can call it while it parses the workflow.
+    """
+    from quantbench.presets import preset_defaults
+
+    csv_keys = data.get("csv") or {}
+    pattern = csv_keys.get("file_glob") or preset_defaults(data.get("preset")).get("file_glob")
+    if not csv_keys.get("path"):
+        raise DataError("data.csv.path is not set; name a file, a folder or a glob")
+    return expand_sources(str(csv_keys["path"]), pattern or "*.csv")
 
 
 def expand_sources(path: str | list[str], file_glob: str = "*.csv") -> list[Path]:
@@ -126,10 +142,19 @@ def detect_encoding(path: Path, requested: str) -> str:
     return chosen
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed when it ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _open_text(path: Path, encoding: str, errors: str = "strict") -> codecs.StreamReader:
+    return codecs.getreader(encoding)(_open_bytes(path), errors=errors)
+
+
 def _first_undecodable(path: Path, encoding: str) -> tuple[int, int] | None:
     decoder = codecs.getincrementaldecoder(encoding)()
     done = 0
-    with open(path, "rb") as fh:
+    with _open_bytes(path) as fh:
         while block := fh.read(_SCAN_BLOCK):
             try:
                 decoder.decode(block)
@@ -148,7 +173,7 @@ def open_table(path: Path, spec: ReadSpec) -> Table:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty; point data.csv.path at a file with rows")
     encoding = detect_encoding(path, spec.encoding)
-    if path.suffix.lower() == ".arff" or _looks_like_arff(path, encoding):
+    if path.name.lower().endswith((".arff", ".arff.gz")) or _looks_like_arff(path, encoding):
         names, nominal, skip = read_arff_header(path, encoding)
         return Table(path, names, encoding, skip, {}, nominal, arff=True)
     first = _first_row(path, encoding)
@@ -164,7 +189,7 @@ def open_table(path: Path, spec: ReadSpec) -> Table:
 
 
 def _first_row(path: Path, encoding: str) -> list[str]:
-    with open(path, encoding=encoding, newline="") as fh:
+    with _open_text(path, encoding) as fh:
         for row in csv.reader(fh):
             if any(cell.strip() for cell in row):
                 return row
@@ -172,7 +197,7 @@ def _first_row(path: Path, encoding: str) -> list[str]:
 
 
 def _looks_like_arff(path: Path, encoding: str) -> bool:
-    with open(path, encoding=encoding, errors="replace") as fh:
+    with _open_text(path, encoding, errors="replace") as fh:
         for line in fh:
             text = line.strip()
             if text and not text.startswith("%"):
@@ -217,7 +242,7 @@ def read_arff_header(path: Path, encoding: str) -> tuple[tuple[str, ...], tuple[
     """Attribute names, the nominal/string ones, and the number of lines before the data."""
     names: list[str] = []
     nominal: list[str] = []
-    with open(path, encoding=encoding) as fh:
+    with _open_text(path, encoding) as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.strip()
             low = text.lower()
