@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 # Operators that do a layer's matrix work; the profiler reports which of them really ran.
-_LINEAR_OPS = ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear", "aten::bmm")
+_LINEAR_OPS = ("aten::addmm", "aten::mm", "aten::bmm")
+# Dispatchers that only call one of the above; named only when nothing below them shows up.
+_WRAPPER_OPS = ("aten::linear", "aten::matmul")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def kernels_that_ran(module: nn.Module, x: torch.Tensor) -> list[str]:
         name = event.name
         if (name.startswith("quantized::") or name in _LINEAR_OPS) and name not in names:
             names.append(name)
+    if not names:
+        names = list(dict.fromkeys(e.name for e in prof.events() if e.name in _WRAPPER_OPS))
     return names
 
 
