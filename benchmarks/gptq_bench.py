@@ -105,7 +105,7 @@ def trained_setup(args: argparse.Namespace) -> Setup:
 
 
 def loaded_setup(args: argparse.Namespace) -> Setup:
-    from quantbench.data import load_dataset
+    from quantbench.dataset import load_dataset
 
     fp32 = load_model(args.checkpoint)
     ds = load_dataset(args.dataset)

@@ -30,7 +30,7 @@ from torch import nn
 
 from quantbench import ao, methods
 from quantbench.checkpoint import save_checkpoint
-from quantbench.data import Dataset
+from quantbench.dataset import Dataset
 from quantbench.latency import TimingConfig, measure_latency, measure_throughput, set_threads
 from quantbench.methods.base import CalibrationData
 from quantbench.model import ModelConfig

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.workflow_helpers import SNAKEMAKE, copy_workflow  # noqa: E402
+from tests.workflow_helpers import SNAKEMAKE, copy_workflow
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -30,15 +30,15 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 def report(workdir: Path) -> None:
     metrics = {
-        p.stem: json.loads(p.read_text()) for p in sorted((workdir / "results/metrics").glob("*.json"))
+        p.stem: json.loads(p.read_text())
+        for p in sorted((workdir / "results/metrics").glob("*.json"))
     }
     fp32 = metrics["fp32"]
     print(f"FP32 test accuracy: {fp32['accuracy']:.4f}  (target 0.85-0.96)")
     for name, m in metrics.items():
-        print(
-            f"  {name:14s} acc {m['accuracy']:.4f} ({100 * (m['accuracy'] - fp32['accuracy']):+.2f} pt)"
-            f"  size {m['size_bytes'] / fp32['size_bytes']:.3f}x FP32"
-        )
+        delta = 100 * (m["accuracy"] - fp32["accuracy"])
+        size = m["size_bytes"] / fp32["size_bytes"]
+        print(f"  {name:14s} acc {m['accuracy']:.4f} ({delta:+.2f} pt)  size {size:.3f}x FP32")
 
 
 def main() -> None:

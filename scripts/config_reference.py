@@ -32,7 +32,7 @@ def _type(node: dict[str, Any]) -> str:
 
 
 def _default(node: dict[str, Any]) -> str:
-    if "default" not in node or node.get("type") == "object" and "properties" in node:
+    if "default" not in node or (node.get("type") == "object" and "properties" in node):
         return ""
     return f"`{json.dumps(node['default'])}`"
 

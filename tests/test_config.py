@@ -99,3 +99,10 @@ def test_engine_reaches_int8_kinds_only():
     assert method_params(cfg, "ptq_static", "x86")["engine"] == "x86"
     assert "engine" not in method_params(cfg, "rtn_w4", "x86")
     assert "engine" not in cfg["methods"]["ptq_static"]  # the config itself is not changed
+
+
+def test_resolved_config_does_not_depend_on_key_order():
+    a = resolve(lambda c: None)
+    b = resolve(lambda c: c.update(dict(reversed(list(c.items())))))
+    assert list(a) == sorted(a)
+    assert repr(a) == repr(resolve_config(dict(reversed(list(DEFAULT.items()))), SCHEMA)) == repr(b)

@@ -14,10 +14,10 @@ from quantbench.data import (
     DataConfig,
     Preprocessor,
     data_config_from_mapping,
-    load_dataset,
     preprocess,
     run_preprocess,
 )
+from quantbench.dataset import load_dataset
 from quantbench.tabular import data_files, expand_sources
 
 CLASSES = ("web", "video", "voip")

@@ -30,8 +30,10 @@ def metrics(workdir: Path, model: str) -> dict:
 
 
 def test_every_output_exists(done):
-    for rel in ["data/raw.csv", "data/dataset.npz", "data/preprocessor.joblib", "data/data_card.json",
-                "models/fp32.pt", "models/fp32.history.json", "summary.csv", "summary.md"]:  # fmt: skip
+    outputs = ["data/raw.csv", "data/dataset.npz", "data/preprocessor.joblib",
+               "data/data_card.json", "models/fp32.pt", "models/fp32.history.json",
+               "summary.csv", "summary.md"]  # fmt: skip
+    for rel in outputs:
         assert (done / "results" / rel).stat().st_size > 0, rel
     for m in TINY_METHODS:
         assert (done / "results" / "models" / f"{m}.pt").is_file()
@@ -161,3 +163,39 @@ def test_report_is_self_contained_html_with_every_item(done):
     assert "<html" in html.lower()
     for item in ("summary.csv", "summary.md", "accuracy_vs_size", "layer_error", "Pareto"):
         assert item in html, item
+
+
+def declared_library_inputs(workdir: Path) -> dict[str, set[str]]:
+    """Job log path -> library files the job declares as inputs (from a forced dry run)."""
+    proc = run_ok(workdir, "--dry-run", "--forceall", "--cores", "2")
+    declared = {}
+    for block in re.split(r"\n(?=rule \w+:)", proc.stdout):
+        inputs = re.search(r"^    input: (.*)$", block, re.MULTILINE)
+        log = re.search(r"^    log: (.*)$", block, re.MULTILINE)
+        if inputs and log:
+            files = [f.strip() for f in inputs.group(1).split(",")]
+            prefix = "src/quantbench/"
+            declared[log.group(1).strip()] = {
+                f[len(prefix) :] for f in files if f.startswith(prefix)
+            }
+    return declared
+
+
+def test_every_job_declares_exactly_the_library_modules_it_ran(done):
+    declared = declared_library_inputs(done)
+    assert len(declared) == 4 + 2 * len(TINY_METHODS) + 1
+    for log, files in declared.items():
+        text = (done / log).read_text()
+        used = re.search(r"library modules used: (.*)$", text, re.MULTILINE)
+        assert used, f"{log} has no record of the modules it used"
+        assert set(used.group(1).split()) == files, log
+
+
+def test_reordering_config_keys_reruns_nothing(copy_of_done):
+    def reorder(cfg):
+        for section in ("data", "model", "train", "evaluate"):
+            cfg[section] = dict(reversed(list(cfg[section].items())))
+        cfg["methods"] = {k: dict(reversed(list(v.items()))) for k, v in cfg["methods"].items()}
+
+    edit_config(copy_of_done, reorder)
+    assert planned_jobs(copy_of_done) == {}

@@ -237,6 +237,24 @@ def quantize_dynamic(model: nn.Module, per_channel: bool = True) -> nn.Module:
         return tq.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: qconfig})
 
 
+def per_channel_dynamic_linear(
+    weight: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor, bias: torch.Tensor
+) -> tuple[nn.Module, torch.Tensor]:
+    """A dynamic int8 Linear (``quantized::linear_dynamic``) from a float weight already on a
+    per-output-channel int8 grid; returns the module and the int8 codes it holds.
+
+    weight: (out, in) float; scales: (out,) float64; zero_points: (out,) int64 in [-128, 127].
+    """
+    _tq()  # a clear error when torch.ao is gone
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    with quiet():
+        qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+        layer = DynamicLinear(weight.shape[1], weight.shape[0], bias_=True, dtype=torch.qint8)
+        layer.set_weight_bias(qweight, bias.float())
+    return layer, qweight.int_repr()
+
+
 @functools.cache
 def per_channel_dynamic_supported(engine: str) -> bool:
     """Whether ``engine`` (the one in use) runs dynamic Linear with per-channel int8 weights."""

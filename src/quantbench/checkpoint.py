@@ -68,8 +68,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found; run the workflow to create it")
+    from quantbench.ao import quiet  # int8 checkpoints make torch warn about quantized tensors
+
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with quiet():
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure of the weights-only unpickler means: do not use it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

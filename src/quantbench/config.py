@@ -103,6 +103,19 @@ def check_group_sizes(cfg: dict[str, Any]) -> None:
             )
 
 
+def canonical(value: Any) -> Any:
+    """Mappings with sorted keys, recursively.
+
+    Snakemake compares a rule's params by their text, so the same settings written in another
+    key order would otherwise rerun jobs for nothing.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> dict[str, Any]:
     """The validated config with every default filled in; ConfigError on the first problem."""
     if not isinstance(config, dict) or not config:
@@ -114,7 +127,7 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     if resolved["data"]["source"] == "csv" and not resolved["data"]["csv"]["path"]:
         raise ConfigError("data.csv.path: data.source is csv but no path is set; set data.csv.path")
     check_group_sizes(resolved)
-    return resolved
+    return canonical(resolved)
 
 
 def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from quantbench.checkpoint import check_matches, load_model, read_checkpoint, tensor_bytes
-from quantbench.data import Dataset, load_dataset
+from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
 from quantbench.latency import (
     TimingConfig,

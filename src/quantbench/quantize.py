@@ -11,7 +11,7 @@ import torch
 
 from quantbench import methods
 from quantbench.checkpoint import check_matches, load_model, save_checkpoint
-from quantbench.data import load_dataset
+from quantbench.dataset import load_dataset
 from quantbench.files import write_json
 from quantbench.methods.base import CalibrationData
 from quantbench.train import resolve_device

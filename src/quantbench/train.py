@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from quantbench.checkpoint import save_checkpoint
-from quantbench.data import Dataset, load_dataset
+from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import write_json
 from quantbench.model import MLP, ModelConfig
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -244,21 +243,16 @@ def int8_dynamic_linear(qw: QuantizedWeight, bias: torch.Tensor) -> nn.Module:
     ``q - 2**(bits-1)`` and its zero point ``zero - 2**(bits-1)``, so
     ``scale * (int8 - zero_point) == scale * (q - zero)`` bit for bit.
     """
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear  # the only torch.ao use
+    from quantbench import ao
 
     if qw.scales.shape[1] != 1:
         raise ValueError("int8 kernels need per-channel codes (one group per row)")
     offset = 1 << (qw.grid.bits - 1)
-    out, width = qw.codes.shape
     scales = qw.scales[:, 0].double()
     zero_points = qw.zeros[:, 0].long() - offset
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*quantize_per_channel.*", category=UserWarning)
-        qweight = torch.quantize_per_channel(qw.dequantize(), scales, zero_points, 0, torch.qint8)
-    if not torch.equal(qweight.int_repr().long(), qw.codes.long() - offset):
+    layer, int8 = ao.per_channel_dynamic_linear(qw.dequantize(), scales, zero_points, bias)
+    if not torch.equal(int8.long(), qw.codes.long() - offset):
         raise RuntimeError("int8 weight does not reproduce the quantized codes exactly")
-    layer = DynamicLinear(width, out, bias_=True, dtype=torch.qint8)
-    layer.set_weight_bias(qweight, bias.float())
     return layer
 
 

@@ -64,7 +64,8 @@ KIND_MODULES = {
     "rtn": ["methods/rtn.py", "grid.py", "packing.py", "weightonly.py"],
     "gptq": ["methods/gptq.py", "grid.py", "packing.py", "weightonly.py"],
 }
-MODEL_MODULES = ["model.py", "checkpoint.py", "methods/__init__.py", "methods/base.py"]
+# Loading any checkpoint runs these (ao.py only to silence torch's quantized-tensor warnings).
+MODEL_MODULES = ["model.py", "checkpoint.py", "ao.py", "methods/__init__.py", "methods/base.py"]
 
 
 def kind_of(model):
@@ -73,21 +74,23 @@ def kind_of(model):
 
 def csv_files():
     """The user's data files (a file, a folder or a glob), sorted; an error if none exists."""
-    path = os.path.expanduser(str(config["data"]["csv"]["path"]))
-    if os.path.isdir(path):
-        files = sorted(
-            f
-            for f in glob.glob(os.path.join(path, "*"))
-            if f.lower().endswith((".csv", ".arff", ".txt", ".csv.gz"))
-        )
-    else:
-        files = sorted(glob.glob(path))
-    if not files:
-        raise WorkflowError(
-            f"config error: data.csv.path: no data file matches {path!r}; "
-            "set data.csv.path to a CSV/ARFF file, a folder of them or a glob"
-        )
-    return files
+    from quantbench.tabular import data_files
+
+    try:
+        return [str(f) for f in data_files(config["data"])]
+    except ValueError as exc:
+        raise WorkflowError(f"config error: {exc}") from None
+
+
+# What preprocess needs to know about the generated data: its own layout is fixed.
+SYNTHETIC_DATA_KEYS = ("nonfinite", "categorical", "val_fraction", "test_fraction")
+
+
+def get_preprocess_data_params():
+    data = config["data"]
+    if data["source"] == "synthetic":
+        return {k: data[k] for k in SYNTHETIC_DATA_KEYS}
+    return {k: v for k, v in data.items() if k not in ("source", "synthetic")}
 
 
 def get_preprocess_input():
@@ -102,7 +105,7 @@ def get_quantize_input(wildcards):
         "dataset": "results/data/dataset.npz",
         "lib": lib(
             *MODEL_MODULES,
-            "data.py",
+            "dataset.py",
             "quantize.py",
             "train.py",
             *KIND_MODULES[kind_of(wildcards.method)],
@@ -115,7 +118,7 @@ def get_evaluate_input(wildcards):
     inputs = {
         "checkpoint": f"results/models/{model}.pt",
         "dataset": "results/data/dataset.npz",
-        "lib": lib(*MODEL_MODULES, "data.py", "evaluate.py", "latency.py", "ao.py"),
+        "lib": lib(*MODEL_MODULES, "dataset.py", "evaluate.py", "latency.py", "ao.py"),
     }
     if model != "fp32":
         inputs["info"] = f"results/models/{model}.info.json"
@@ -125,7 +128,10 @@ def get_evaluate_input(wildcards):
 
 def get_evaluate_threads():
     """Every core Snakemake may use: a timing job then never shares the machine with another job."""
-    cores = workflow.cores
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # --dag, --rulegraph, --lint: no cores given, nothing runs
+        return 1
     return cores if isinstance(cores, int) and 0 < cores < 4096 else 1
 
 
