@@ -11,7 +11,8 @@
 # One node named after `hostname -s` on 127.0.0.1 with every CPU of this machine, one partition
 # `debug` (the default), accounting in a local MariaDB so that `sacct` works (the executor plugin
 # polls job states with it), account `quantbench` for the calling user. No cgroups: process
-# tracking is proctrack/linuxproc, so it runs in containers and VMs without a cgroup delegation.
+# tracking is proctrack/linuxproc and CPU pinning task/affinity, so it runs in containers and VMs
+# without a cgroup delegation.
 # Daemons run as root; this is a throwaway test cluster, never a production setup.
 #
 # Environment:
@@ -111,9 +112,10 @@ SlurmctldLogFile=${LOG_DIR}/slurmctld.log
 SlurmdLogFile=${LOG_DIR}/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# No cgroups: containers rarely delegate them. Processes are tracked through /proc.
+# No cgroups: containers rarely delegate them. Processes are tracked through /proc, and tasks
+# are pinned to their allocated CPUs with sched_setaffinity.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 # CPUs and memory are consumable, so --cpus-per-task, --mem and --exclusive mean what they

@@ -1,0 +1,157 @@
+"""The tiny config through a real SLURM cluster with the repository's `slurm` profile.
+
+Needs the single-node cluster of scripts/slurm/cluster.sh and the executor plugin
+(`pip install -e '.[slurm]'`). Deselected by default; run with:
+
+    bash scripts/slurm/cluster.sh start && pytest -m slurm; bash scripts/slurm/cluster.sh stop
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_ok
+
+pytestmark = pytest.mark.slurm
+
+ACCOUNT = "quantbench"  # created by scripts/slurm/cluster.sh
+WORKFLOW_LIMIT_S = 300  # the whole workflow through SLURM
+LOCAL_RULES = {"all", "summarize"}
+# Figures that depend on the machine and the moment, not on the model.
+MEASURED = {"latency_ms", "throughput", "quantize_seconds"}
+
+
+def _cluster_problem() -> str | None:
+    """Why the SLURM test cannot run here, or None."""
+    for tool in ("sbatch", "sacct", "scontrol", "timeout"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/slurm/cluster.sh install)"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "the executor plugin is missing: pip install -e '.[slurm]'"
+    for cmd in (["scontrol", "ping"], ["sacct", "-n", "-X"]):
+        if subprocess.run(cmd, capture_output=True, timeout=30).returncode != 0:
+            return f"`{' '.join(cmd)}` fails: start the cluster (scripts/slurm/cluster.sh start)"
+    return None
+
+
+def _expected_comments(config_path: Path) -> Counter:
+    """One sbatch job per non-local job, named as the plugin writes the job comment."""
+    methods = list(yaml.safe_load(config_path.read_text())["methods"])
+    comments = ["rule_generate_traffic", "rule_preprocess", "rule_train_fp32"]
+    comments += [f"rule_quantize_wildcards_{m}" for m in methods]
+    comments += [f"rule_evaluate_wildcards_{m}" for m in ["fp32", *methods]]
+    return Counter(comments)
+
+
+def _sacct_jobs(run_id: str, since: datetime) -> list[dict]:
+    """The allocations of one Snakemake run (the plugin names every job after the run ID)."""
+    fields = ["JobIDRaw", "JobName", "Comment", "State", "Account", "AllocCPUS", "ExitCode"]
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--name", run_id, "--format", ",".join(fields),
+         "--starttime", f"{since:%Y-%m-%dT%H:%M:%S}", "--endtime", "now"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.stdout.splitlines()]
+
+
+def _node_cpus() -> int:
+    out = subprocess.run(
+        ["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True, timeout=30
+    )
+    return int(out.stdout.split()[0].rstrip("+"))
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory) -> dict:
+    """The tiny config run once through SLURM with `--profile slurm`, as a user would run it."""
+    problem = _cluster_problem()
+    if problem:
+        pytest.fail(problem)
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    shutil.copytree(ROOT / "slurm", workdir / "slurm")
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        "SBATCH_ACCOUNT": ACCOUNT,
+    }
+    env.pop("QUANTBENCH_SLURM_GPUS", None)
+    # Test-only flags: no retry (a failure must show), and a 2 s first status poll instead of 40 s.
+    cmd = [
+        "timeout", "-k", "10", str(WORKFLOW_LIMIT_S), *SNAKEMAKE,
+        "--profile", "slurm", "--configfile", "tests/config_tiny.yaml",
+        "--retries", "0", "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-keep-successful-logs",
+    ]  # fmt: skip
+    since = datetime.now() - timedelta(minutes=1)
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
+    wall_s = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        hint = " (timed out)" if proc.returncode in (124, 137) else ""
+        pytest.fail(f"snakemake --profile slurm failed{hint} after {wall_s:.0f}s:\n{log}")
+    run_id = re.search(r"SLURM run ID: (\S+)", log)
+    assert run_id, log
+    print(f"tiny workflow through SLURM: {wall_s:.1f}s")
+    return {"workdir": workdir, "log": log, "run_id": run_id.group(1), "since": since,
+            "wall_s": wall_s}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The same config run with the local executor."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("local"))
+    run_ok(workdir, "--cores", "2")
+    return workdir
+
+
+def test_finishes_within_limit(slurm_run):
+    assert slurm_run["wall_s"] < WORKFLOW_LIMIT_S
+    assert (slurm_run["workdir"] / "results" / "summary.md").is_file()
+
+
+def test_every_non_local_job_went_through_sbatch(slurm_run):
+    jobs = _sacct_jobs(slurm_run["run_id"], slurm_run["since"])
+    expected = _expected_comments(slurm_run["workdir"] / "tests" / "config_tiny.yaml")
+    assert Counter(j["Comment"] for j in jobs) == expected
+    assert all(j["State"] == "COMPLETED" and j["ExitCode"] == "0:0" for j in jobs), jobs
+    assert {j["Account"] for j in jobs} == {ACCOUNT}
+    # Snakemake's own record: one submission per SLURM job, none for the local rules.
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", slurm_run["log"])
+    assert sorted(submitted) == sorted(j["JobIDRaw"] for j in jobs)
+    assert not LOCAL_RULES & {j["Comment"].split("_wildcards_")[0][5:] for j in jobs}
+
+
+def test_timing_jobs_had_the_node_to_themselves(slurm_run):
+    """evaluate carries --exclusive: SLURM allocates it every CPU of the node."""
+    jobs = _sacct_jobs(slurm_run["run_id"], slurm_run["since"])
+    cpus = _node_cpus()
+    evaluate = [j for j in jobs if j["Comment"].startswith("rule_evaluate_")]
+    assert evaluate and all(int(j["AllocCPUS"]) == cpus for j in evaluate), (cpus, evaluate)
+
+
+def test_metrics_match_a_local_run(slurm_run, local_run):
+    cluster_metrics = sorted((slurm_run["workdir"] / "results" / "metrics").glob("*.json"))
+    assert [p.name for p in cluster_metrics] == sorted(
+        p.name for p in (local_run / "results" / "metrics").glob("*.json")
+    )
+    for path in cluster_metrics:
+        on_cluster = json.loads(path.read_text())
+        local = json.loads((local_run / "results" / "metrics" / path.name).read_text())
+        for key in sorted((set(on_cluster) | set(local)) - MEASURED):
+            assert on_cluster.get(key) == local.get(key), f"{path.name}: {key}"
+        for key in ("accuracy", "confusion_matrix", "size_bytes"):
+            assert key in on_cluster, f"{path.name} lacks {key}"
