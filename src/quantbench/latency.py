@@ -92,21 +92,30 @@ def measure_throughput(module: nn.Module, x: torch.Tensor, cfg: TimingConfig) ->
     }
 
 
+def _op_names(module: nn.Module, x: torch.Tensor) -> list[str]:
+    """Operator names of one forward pass, in the order they ran.
+
+    The autograd profiler without Kineto costs milliseconds; starting Kineto (torch.profiler)
+    costs about a second per process, so it is only the fallback where the former is gone.
+    """
+    try:
+        with torch.autograd.profiler.profile(use_kineto=False) as prof:
+            module(x)
+        return [e.name for e in prof.function_events]
+    except (TypeError, RuntimeError, AttributeError):
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            module(x)
+        return [e.name for e in prof.events()]
+
+
 @torch.inference_mode()
 def kernels_that_ran(module: nn.Module, x: torch.Tensor) -> list[str]:
     """Names of the quantized and linear-algebra operators one forward pass really executed."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        module(x[:8])
-    names: list[str] = []
-    for event in prof.events():
-        name = event.name
-        if (name.startswith("quantized::") or name in _LINEAR_OPS) and name not in names:
-            names.append(name)
-    if not names:
-        names = list(dict.fromkeys(e.name for e in prof.events() if e.name in _WRAPPER_OPS))
-    return names
+    ops = _op_names(module, x[:8])
+    names = [n for n in dict.fromkeys(ops) if n.startswith("quantized::") or n in _LINEAR_OPS]
+    return names or [n for n in dict.fromkeys(ops) if n in _WRAPPER_OPS]
 
 
 def cpu_name() -> str:

@@ -130,9 +130,11 @@ def get_evaluate_threads():
     """Every core Snakemake may use: a timing job then never shares the machine with another job."""
     try:
         cores = workflow.cores
-    except WorkflowError:  # --dag, --rulegraph, --lint: no cores given, nothing runs
-        return 1
-    return cores if isinstance(cores, int) and 0 < cores < 4096 else 1
+    except WorkflowError:  # cluster executors and --dag: no local cores to claim
+        return config["evaluate"]["threads"]
+    if isinstance(cores, int) and 0 < cores < 4096:
+        return max(cores, config["evaluate"]["threads"])
+    return config["evaluate"]["threads"]
 
 
 def get_summarize_input():
