@@ -397,13 +397,6 @@ def test_interrupting_a_changed_variant_leaves_the_other_results_untouched(inter
             assert attempt.after.get(path) == state, f"{path} changed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Snakemake 9 records a failed job's new params although it deletes the job's outputs, "
-    "and a missing intermediate file triggers nothing (snakemake/snakemake#3808, #1978): after "
-    "the SIGTERM the next run says 'Nothing to be done'. Fixed once rule all lists every "
-    "checkpoint, info and metrics file as a target (get_final_output in common.smk).",
-)
 def test_resuming_a_changed_variant_reruns_only_that_variant(interrupted_change):
     workdir = interrupted_change.workdir
     before, after = interrupted_change.before, interrupted_change.after_resume

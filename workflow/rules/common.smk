@@ -151,7 +151,24 @@ PLOTS = [
 
 
 def get_final_output():
+    """The summary and plots, and every intermediate file too.
+
+    Snakemake records a failed or interrupted job's new params although it deleted the job's
+    outputs, and a missing intermediate file alone triggers nothing; naming every file as a
+    target makes the next run redo such a job instead of keeping stale downstream results.
+    """
+    data = ["results/data/raw.csv"] if config["data"]["source"] == "synthetic" else []
+    data += [
+        "results/data/dataset.npz",
+        "results/data/preprocessor.joblib",
+        "results/data/data_card.json",
+        "results/models/fp32.history.json",
+    ]
     return [
+        *data,
+        *expand("results/models/{model}.pt", model=MODELS),
+        *expand("results/models/{method}.info.json", method=METHODS),
+        *expand("results/metrics/{model}.json", model=MODELS),
         "results/summary.csv",
         "results/summary.md",
         *expand("results/plots/{plot}.{ext}", plot=PLOTS, ext=["png", "svg"]),
