@@ -24,7 +24,9 @@ from tests.workflow_helpers import SNAKEMAKE, copy_workflow
 
 def timed(cmd: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 

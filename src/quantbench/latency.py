@@ -28,9 +28,9 @@ _WRAPPER_OPS = ("aten::linear", "aten::matmul")
 class TimingConfig:
     threads: int = 1
     batch_size: int = 512
-    warmup: int = 50
-    latency_samples: int = 500
-    throughput_repeats: int = 30
+    warmup: int = 100
+    latency_samples: int = 2000
+    throughput_repeats: int = 200
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch_size", "latency_samples", "throughput_repeats"):
@@ -78,7 +78,7 @@ def measure_latency(module: nn.Module, x: torch.Tensor, cfg: TimingConfig) -> di
 def measure_throughput(module: nn.Module, x: torch.Tensor, cfg: TimingConfig) -> dict[str, Any]:
     """Rows per second over ``throughput_repeats`` full batches (median pass time)."""
     batch = batch_of(x, cfg.batch_size)
-    for _ in range(max(1, cfg.warmup // 10)):
+    for _ in range(max(1, cfg.warmup)):
         module(batch)
     times = np.empty(cfg.throughput_repeats)
     for i in range(cfg.throughput_repeats):
