@@ -12,11 +12,11 @@ from tests._toy import agreement, checkpoint_roundtrip, int8_layers, operators, 
 @pytest.fixture(scope="module")
 def result():
     t = toy()
-    return ptq_dynamic.quantize(t.model, t.calib, ptq_dynamic.Params())
+    return ptq_dynamic.quantize(t.model, t.calib, ptq_dynamic.Params(per_channel=True))
 
 
 def test_params():
-    assert make_params("ptq_dynamic", {"kind": "ptq_dynamic"}) == ptq_dynamic.Params(True, "auto")
+    assert make_params("ptq_dynamic", {"kind": "ptq_dynamic"}) == ptq_dynamic.Params(False, "auto")
     with pytest.raises(ValueError, match=r"per_channel must be true or false, got 1"):
         ptq_dynamic.Params(per_channel=1)
     with pytest.raises(ValueError, match=r"engine must be one of auto, x86.*got 'gpu'"):
