@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from quantbench import methods
-from quantbench.checkpoint import load_model, save_checkpoint
+from quantbench.checkpoint import save_checkpoint
+from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData, QuantizedModel
 from quantbench.model import MLP, ModelConfig
 

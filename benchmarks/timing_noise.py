@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys, torch
-from quantbench.checkpoint import load_model
+from quantbench.loader import load_model
 from quantbench.dataset import load_dataset
 from quantbench.latency import TimingConfig, measure_latency, measure_throughput, set_threads
 cfg = TimingConfig(**json.loads(sys.argv[3]))

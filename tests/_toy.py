@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from quantbench import ao
-from quantbench.checkpoint import load_model, save_checkpoint
+from quantbench.checkpoint import save_checkpoint
+from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData
 from quantbench.model import MLP, ModelConfig
 

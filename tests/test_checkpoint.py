@@ -8,11 +8,11 @@ import torch
 from quantbench.checkpoint import (
     CheckpointError,
     check_matches,
-    load_model,
     read_checkpoint,
     save_checkpoint,
     tensor_bytes,
 )
+from quantbench.loader import load_model
 from quantbench.model import MLP, ModelConfig
 
 CFG = ModelConfig(in_features=6, hidden=(8, 4), n_classes=3)

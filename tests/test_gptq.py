@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from quantbench import methods, weightonly
-from quantbench.checkpoint import load_model, save_checkpoint
+from quantbench.checkpoint import save_checkpoint
 from quantbench.grid import Grid, dequantize, quantize_weight
+from quantbench.loader import load_model
 from quantbench.methods import gptq, rtn
 from quantbench.methods.base import CalibrationData
 from quantbench.model import MLP, ModelConfig

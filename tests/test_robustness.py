@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 import yaml
 
-from quantbench.checkpoint import load_model
 from quantbench.files import write_text
+from quantbench.loader import load_model
 from tests.workflow_helpers import SNAKEMAKE, copy_workflow, planned_jobs, run_ok, snakemake
 
 pytestmark = pytest.mark.workflow

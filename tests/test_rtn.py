@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from quantbench import methods, weightonly
-from quantbench.checkpoint import load_model, save_checkpoint
+from quantbench.checkpoint import save_checkpoint
 from quantbench.grid import quantize_weight
+from quantbench.loader import load_model
 from quantbench.methods import rtn
 from quantbench.methods.base import CalibrationData
 from quantbench.model import MLP, ModelConfig

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from quantbench.checkpoint import load_model
 from quantbench.dataset import load_dataset
 from quantbench.files import read_json
+from quantbench.loader import load_model
 from quantbench.model import ModelConfig
 from quantbench.train import TrainConfig, resolve_device, run_training, train_fp32
 

@@ -11,7 +11,17 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("Snakefile", "config.yaml", "configs", "workflow", "src", "envs", "profiles", "slurm", "tests")
+COPIED = (
+    "Snakefile",
+    "config.yaml",
+    "configs",
+    "workflow",
+    "src",
+    "envs",
+    "profiles",
+    "slurm",
+    "tests",
+)
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from quantbench.files import atomic_path
-from quantbench.model import MLP, ModelConfig
 
 FORMAT = "quantbench-checkpoint"
 FORMAT_VERSION = 1
@@ -36,16 +33,6 @@ _REQUIRED = ("method", "kind", "params", "model", "feature_names", "class_names"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot or must not be used; the message says which file and why."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    module: nn.Module
-    meta: dict[str, Any]  # every top-level key but ``state``
-
-    @property
-    def model_cfg(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.meta["model"])
 
 
 def save_checkpoint(path: str | os.PathLike[str], meta: dict[str, Any], state: dict) -> None:
@@ -68,11 +55,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found; run the workflow to create it")
-    from quantbench.ao import quiet  # int8 checkpoints make torch warn about quantized tensors
-
     try:
-        with quiet():
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure of the weights-only unpickler means: do not use it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -107,30 +91,6 @@ def check_matches(
             f"{path}: checkpoint classes {list(meta['class_names'])} differ from the dataset's "
             f"{list(class_names)}; rerun the workflow so model and data match"
         )
-
-
-def build_fp32(model_cfg: ModelConfig, state: dict[str, torch.Tensor]) -> MLP:
-    model = MLP(model_cfg)
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Rebuild the runnable module of any checkpoint (FP32 or any registered kind)."""
-    from quantbench import methods
-
-    ckpt = read_checkpoint(path)
-    meta = {k: v for k, v in ckpt.items() if k != "state"}
-    model_cfg = ModelConfig.from_dict(meta["model"])
-    if meta["kind"] == "fp32":
-        module = build_fp32(model_cfg, ckpt["state"])
-    else:
-        try:
-            params = methods.make_params(meta["kind"], meta["params"])
-        except ValueError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-        module = methods.get_kind(meta["kind"]).rebuild(model_cfg, ckpt["state"], params)
-    return LoadedModel(module=module.eval(), meta=meta)
 
 
 def tensor_bytes(obj: Any) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quantbench.checkpoint import check_matches, load_model, read_checkpoint, tensor_bytes
+from quantbench.checkpoint import check_matches, tensor_bytes
 from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
 from quantbench.latency import (
@@ -21,6 +21,7 @@ from quantbench.latency import (
     measure_throughput,
     set_threads,
 )
+from quantbench.loader import load_model
 
 # Facts a method reports at quantize time that the metrics carry on unchanged.
 _INFO_KEYS = ("layer_error", "history", "execution", "calibration_rows", "quantize_seconds")
@@ -86,7 +87,7 @@ def evaluate_checkpoint(
         "seed": int(meta.get("seed", 0)),
         **quality(ds.y_test, predict(loaded.module, x_test), list(ds.class_names)),
         "size_bytes": Path(ckpt_path).stat().st_size,
-        "payload_bytes": tensor_bytes(read_checkpoint(ckpt_path)["state"]),
+        "payload_bytes": tensor_bytes(loaded.state),
     }
     kernels = kernels_that_ran(loaded.module, x_test)
     metrics |= {

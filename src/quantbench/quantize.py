@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from quantbench import methods
-from quantbench.checkpoint import check_matches, load_model, save_checkpoint
+from quantbench.checkpoint import check_matches, save_checkpoint
 from quantbench.dataset import load_dataset
 from quantbench.files import write_json
+from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData
 from quantbench.train import resolve_device
 

@@ -8,6 +8,7 @@ from pathlib import Path
 # The library lives in src/; the workflow needs it at parse time only for config checking.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import ConfigError, method_params, resolve_config
+from quantbench.deps import closure, kind_file
 
 
 report: "../report/workflow.rst"
@@ -46,26 +47,11 @@ def torch_version():
         return "not installed"
 
 
-def lib_paths(*modules):
-    """Paths relative to the working directory, so a moved checkout keeps its results fresh."""
-    return [os.path.relpath(LIB / m) for m in modules]
-
-
-def lib(*modules):
-    """Library modules that a job runs (Snakemake does not track what scripts import)."""
-    return lib_paths("__init__.py", "files.py", "logs.py", *modules)
-
-
-# The library modules each kind's quantize and rebuild code imports (checked by the tests).
-KIND_MODULES = {
-    "ptq_dynamic": ["methods/ptq_dynamic.py", "ao.py"],
-    "ptq_static": ["methods/ptq_static.py", "ao.py"],
-    "qat": ["methods/qat.py", "ao.py", "train.py"],
-    "rtn": ["methods/rtn.py", "grid.py", "packing.py", "weightonly.py"],
-    "gptq": ["methods/gptq.py", "grid.py", "packing.py", "weightonly.py"],
-}
-# Loading any checkpoint runs these (ao.py only to silence torch's quantized-tensor warnings).
-MODEL_MODULES = ["model.py", "checkpoint.py", "ao.py", "methods/__init__.py", "methods/base.py"]
+def lib(*entries):
+    """Library files that a job runs: the entry modules and all they import (read from the
+    source, since Snakemake does not track what scripts import), relative to the working
+    directory so that a moved checkout keeps its results fresh."""
+    return [os.path.relpath(LIB / f) for f in closure("logs.py", *entries)]
 
 
 def kind_of(model):
@@ -103,13 +89,7 @@ def get_quantize_input(wildcards):
     return {
         "fp32": "results/models/fp32.pt",
         "dataset": "results/data/dataset.npz",
-        "lib": lib(
-            *MODEL_MODULES,
-            "dataset.py",
-            "quantize.py",
-            "train.py",
-            *KIND_MODULES[kind_of(wildcards.method)],
-        ),
+        "lib": lib("quantize.py", kind_file(kind_of(wildcards.method))),
     }
 
 
@@ -118,11 +98,11 @@ def get_evaluate_input(wildcards):
     inputs = {
         "checkpoint": f"results/models/{model}.pt",
         "dataset": "results/data/dataset.npz",
-        "lib": lib(*MODEL_MODULES, "dataset.py", "evaluate.py", "latency.py", "ao.py"),
+        "lib": lib("evaluate.py"),
     }
     if model != "fp32":
         inputs["info"] = f"results/models/{model}.info.json"
-        inputs["lib"] += lib_paths(*KIND_MODULES[kind_of(model)])
+        inputs["lib"] = lib("evaluate.py", kind_file(kind_of(model)))
     return inputs
 
 

@@ -19,7 +19,7 @@ rule generate_traffic:
 rule preprocess:
     input:
         raw=get_preprocess_input(),
-        lib=lib("data.py", "dataset.py", "presets.py", "tabular.py"),
+        lib=lib("data.py"),
     output:
         dataset="results/data/dataset.npz",
         preprocessor="results/data/preprocessor.joblib",

@@ -1,7 +1,7 @@
 rule train_fp32:
     input:
         dataset="results/data/dataset.npz",
-        lib=lib("dataset.py", "model.py", "checkpoint.py", "train.py"),
+        lib=lib("train.py"),
     output:
         checkpoint="results/models/fp32.pt",
         history="results/models/fp32.history.json",
