@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_ok
+from tests.workflow_helpers import SNAKEMAKE, copy_workflow, run_ok
 
 pytestmark = pytest.mark.slurm
 
@@ -81,7 +81,6 @@ def slurm_run(tmp_path_factory) -> dict:
     if problem:
         pytest.fail(problem)
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
-    shutil.copytree(ROOT / "slurm", workdir / "slurm")
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
