@@ -10,7 +10,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/quantize.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/time.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from quantbench import methods
+from quantbench import methods, weightonly
 from quantbench.checkpoint import save_checkpoint
 from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData, QuantizedModel
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec, resolve
 
 BITS = (8, 4, 3, 2)
 TIME_TARGET_S = 2.0
@@ -40,7 +40,8 @@ TIME_TARGET_S = 2.0
 
 @dataclass
 class Setup:
-    model: MLP
+    model: nn.Module
+    spec: ModelSpec
     calib: CalibrationData
     meta: dict[str, Any]  # checkpoint meta of the FP32 model
     source: str
@@ -74,10 +75,9 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int) -> CalibrationData:
     return CalibrationData(xs[tr], ys[tr], xs[va], ys[va], seed=seed)
 
 
-def _train(calib: CalibrationData, hidden: tuple[int, ...], epochs: int, seed: int) -> MLP:
+def _train(calib: CalibrationData, spec: ModelSpec, epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    n_classes = int(calib.y_train.max()) + 1
-    model = MLP(ModelConfig(calib.x_train.shape[1], hidden, n_classes, dropout=0.1))
+    model = spec.build()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -92,17 +92,19 @@ def _train(calib: CalibrationData, hidden: tuple[int, ...], epochs: int, seed: i
 def trained_setup(args: argparse.Namespace) -> Setup:
     x, y, source = _synthetic_rows(args.n_flows, args.seed)
     calib = _split(x, y, args.seed)
-    model = _train(calib, (256, 256), args.epochs, args.seed)
+    n_classes = int(calib.y_train.max()) + 1
+    spec = resolve({"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}, x.shape[1], n_classes)
+    model = _train(calib, spec, args.epochs, args.seed)
     meta = {
         "method": "fp32",
         "kind": "fp32",
         "params": {},
-        "model": model.cfg.to_dict(),
-        "feature_names": [f"f{i}" for i in range(model.cfg.in_features)],
-        "class_names": [str(c) for c in range(model.cfg.n_classes)],
+        "model": spec.to_dict(),
+        "feature_names": [f"f{i}" for i in range(spec.n_features)],
+        "class_names": [str(c) for c in range(spec.n_classes)],
         "seed": args.seed,
     }
-    return Setup(model, calib, meta, f"{source}, trained {args.epochs} epochs")
+    return Setup(model, spec, calib, meta, f"{source}, trained {args.epochs} epochs")
 
 
 def loaded_setup(args: argparse.Namespace) -> Setup:
@@ -118,7 +120,7 @@ def loaded_setup(args: argparse.Namespace) -> Setup:
         seed=int(fp32.meta.get("seed", args.seed)),
     )
     meta = {k: v for k, v in fp32.meta.items() if k not in ("format", "format_version")}
-    return Setup(fp32.module, calib, meta, f"{args.checkpoint} + {args.dataset}")
+    return Setup(fp32.module, fp32.spec, calib, meta, f"{args.checkpoint} + {args.dataset}")
 
 
 def run_variant(
@@ -161,14 +163,17 @@ def main() -> None:
         parser.error("--checkpoint and --dataset go together")
     torch.set_num_threads(args.threads)
     setup = loaded_setup(args) if args.checkpoint else trained_setup(args)
-    print(f"model: {setup.model.cfg}\ndata: {setup.source}")
+    print(f"model: {setup.spec}\ndata: {setup.source}")
     print(f"torch {torch.__version__}, {args.threads} thread(s), group_size {args.group_size}")
     report(setup, args)
 
 
 def report(setup: Setup, args: argparse.Namespace) -> None:
-    names = setup.model.linear_names()
-    head = f"{'bits':>4} {'method':<6} {'seconds':>8} " + " ".join(f"{n[7:]:>10}" for n in names)
+    names = [
+        n for n, _ in weightonly.matrix_layers(setup.model, torch.zeros(1, setup.spec.n_features))
+    ]
+    columns = " ".join(f"{n.removeprefix('layers.'):>10}" for n in names)
+    head = f"{'bits':>4} {'method':<6} {'seconds':>8} " + columns
     print("\nheld-out output error per layer (‖WX − ŴX‖²/n)\n" + head + f" {'size':>7}")
     failures = []
     with tempfile.TemporaryDirectory() as tmp:

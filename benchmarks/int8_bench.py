@@ -33,7 +33,7 @@ from quantbench.checkpoint import save_checkpoint
 from quantbench.dataset import Dataset
 from quantbench.latency import TimingConfig, measure_latency, measure_throughput, set_threads
 from quantbench.methods.base import CalibrationData
-from quantbench.model import ModelConfig
+from quantbench.models import resolve
 from quantbench.train import TrainConfig, train_fp32
 
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
@@ -103,7 +103,7 @@ def checkpoint_bytes(folder: Path, name: str, kind: str, params: dict, state: di
         "method": name,
         "kind": kind,
         "params": params,
-        "model": {"in_features": ds.n_features, "hidden": [256, 256], "n_classes": ds.n_classes},
+        "model": resolve({"arch": "mlp"}, ds.n_features, ds.n_classes).to_dict(),
         "feature_names": list(ds.feature_names),
         "class_names": list(ds.class_names),
         "seed": 0,
@@ -184,7 +184,9 @@ def main() -> None:
     print(f"data: {source}\n  rows train/val/test {len(ds.y_train)}/{len(ds.y_val)}/"
           f"{len(ds.y_test)}, {ds.n_features} features, {ds.n_classes} classes")  # fmt: skip
     print(f"torch {torch.__version__}, engine {ao.select_engine('auto')}, 1 thread")
-    model_cfg = ModelConfig(ds.n_features, (256, 256), ds.n_classes, dropout=0.1)
+    model_cfg = resolve(
+        {"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}, ds.n_features, ds.n_classes
+    )
     t0 = time.perf_counter()
     fp32, history = train_fp32(ds, model_cfg, TrainConfig(device="cpu", seed=args.seed))
     print(f"fp32: trained {len(history)} epochs in {time.perf_counter() - t0:.1f} s")

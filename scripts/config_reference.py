@@ -1,11 +1,15 @@
-"""Print the config reference (Markdown tables) from workflow/schemas/config.schema.yaml.
+"""The config reference, docs/config.md, generated from workflow/schemas/config.schema.yaml.
 
-README.md's "Config reference" section is this script's output; a test keeps the two in step:
-    python scripts/config_reference.py
+    python scripts/config_reference.py                          # print the page
+    python scripts/config_reference.py --write docs/config.md   # regenerate the page
+
+tests/test_docs.py fails while docs/config.md differs from what this script prints, so a change
+to the schema comes with the regenerated page.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -13,7 +17,10 @@ from typing import Any
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PAGE = "docs/config.md"
+REGENERATE = f"python scripts/config_reference.py --write {PAGE}"
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -65,5 +72,38 @@ def reference(schema: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def page(schema: dict[str, Any]) -> str:
+    """The whole Markdown page: title, how it is made and read, then the tables."""
+    header = [
+        "# Config reference",
+        "",
+        "Generated from `workflow/schemas/config.schema.yaml` by `scripts/config_reference.py`;",
+        "do not edit it by hand. After changing the schema, regenerate it from the repository root",
+        f"with `{REGENERATE}` (a test fails until the two agree).",
+        "",
+        "Keys are written with dots for nesting: `data.csv.path` is `path` under `csv` under",
+        "`data` in `config.yaml` or any `--configfile`. A key left out takes its default; an",
+        "unknown key is an error. Each method variant `methods.<name>` is checked against the",
+        "parameters of its `kind`, listed after the first table.",
+        "",
+    ]
+    return "\n".join(header) + "\n" + reference(schema)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", metavar="PATH", help=f"write the page to PATH (e.g. {PAGE})")
+    args = parser.parse_args(argv)
+    text = page(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    if args.write is None:
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.write)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.stdout.write(reference(yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))))
+    sys.exit(main())

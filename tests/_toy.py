@@ -1,8 +1,17 @@
-"""A small trained FP32 model for the int8 kind tests (no conftest fixtures, seeded, cached).
+"""Small trained FP32 models for the kind tests (no conftest fixtures, seeded, cached).
 
-Three overlapping gaussian classes in 30 standardised features, split train/val/test, and an
-``MLP(ModelConfig(30, (64, 64), 3))`` trained briefly with Adam: accurate but not perfect, so the
-agreement tests see borderline rows.
+Three overlapping gaussian classes in 30 standardised features, split train/val/test, and a
+model of each built-in architecture (``SPECS``: an MLP 30 -> 64 -> 64 -> 3, a small 1-D CNN and
+a one-layer transformer) trained briefly with Adam: accurate but not perfect, so the agreement
+tests see borderline rows.
+
+The models are trained in float64 and then rounded to float32. Trained in float32, their weights
+depend on the CPU's floating-point path: Adam divides each gradient by its running scale, so
+the last-bit differences between two matmul kernels (MKL's on one CPU, another's elsewhere) grow
+into weight differences of ~1e-3 within a few epochs, and every threshold on the toy's
+agreement would then hold for a slightly different model on each CPU. In float64 they stay
+at float32's last bit (identical weights across MKL's code branches, within 2e-7 with torch's
+scalar kernels instead of its AVX-512 ones), far below what moves an int8 decision.
 """
 
 from __future__ import annotations
@@ -19,16 +28,33 @@ from quantbench import ao
 from quantbench.checkpoint import save_checkpoint
 from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec, resolve
 
 FEATURES = 30
 CLASSES = 3
-MODEL_CFG = ModelConfig(in_features=FEATURES, hidden=(64, 64), n_classes=CLASSES, dropout=0.1)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "residual_mlp.py"
+SPECS = {
+    "mlp": {"arch": "mlp", "hidden": [64, 64], "dropout": 0.1},
+    "cnn1d": {"arch": "cnn1d", "channels": [8, 16], "kernel_size": 3, "pool": 2, "hidden": 32},
+    "transformer": {"arch": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ffn": 32},
+    "custom": {"arch": "custom", "path": str(EXAMPLE), "factory": "residual_mlp",
+               "params": {"width": 32, "blocks": 1}},
+}  # fmt: skip
+EPOCHS = {"mlp": 8, "cnn1d": 8, "transformer": 4, "custom": 8}
+ARCHS = tuple(SPECS)
+
+
+def spec_of(arch: str = "mlp") -> ModelSpec:
+    return resolve(SPECS[arch], FEATURES, CLASSES)
+
+
+MODEL_SPEC = spec_of("mlp")
 
 
 @dataclass(frozen=True)
 class Toy:
-    model: MLP  # trained FP32, eval mode
+    model: nn.Module  # trained FP32, eval mode
+    spec: ModelSpec
     calib: CalibrationData
     x_test: torch.Tensor
     y_test: torch.Tensor
@@ -44,9 +70,11 @@ def gaussian_mixture(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.float(), (cluster % CLASSES).long()
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 8) -> MLP:
+def _train(x: torch.Tensor, y: torch.Tensor, seed: int, spec: ModelSpec, epochs: int) -> nn.Module:
+    """Adam in float64 from float32 initial weights; the trained model in float32."""
     torch.manual_seed(seed)
-    model = MLP(MODEL_CFG)
+    model = spec.build().double()
+    x = x.double()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -55,21 +83,23 @@ def _train(x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int = 8) -> MLP:
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
-    return model.eval()
+    return model.float().eval()
 
 
 @functools.cache
-def _build(seed: int) -> Toy:
+def _build(seed: int, arch: str) -> Toy:
     x, y = gaussian_mixture(4000, seed)
     (x_tr, x_va, x_te), (y_tr, y_va, y_te) = x.split([2800, 600, 600]), y.split([2800, 600, 600])
     calib = CalibrationData(x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va, seed=seed)
-    return Toy(model=_train(x_tr, y_tr, seed), calib=calib, x_test=x_te, y_test=y_te)
+    spec = spec_of(arch)
+    model = _train(x_tr, y_tr, seed, spec, EPOCHS[arch])
+    return Toy(model=model, spec=spec, calib=calib, x_test=x_te, y_test=y_te)
 
 
-def toy(seed: int = 0) -> Toy:
+def toy(seed: int = 0, arch: str = "mlp") -> Toy:
     """A fresh copy of the seeded toy setup (tests may modify the model freely)."""
-    built = _build(seed)
-    return Toy(copy.deepcopy(built.model), built.calib, built.x_test, built.y_test)
+    built = _build(seed, arch)
+    return Toy(copy.deepcopy(built.model), built.spec, built.calib, built.x_test, built.y_test)
 
 
 @torch.no_grad()
@@ -90,13 +120,13 @@ def operators(module: nn.Module, x: torch.Tensor) -> set[str]:
     return {event.name for event in prof.events()}
 
 
-def checkpoint_meta(kind: str, params: dict) -> dict:
-    """Checkpoint meta as the quantize step writes it, for the toy model."""
+def checkpoint_meta(kind: str, params: dict, spec: ModelSpec = MODEL_SPEC) -> dict:
+    """Checkpoint meta as the quantize step writes it, for a toy model."""
     return {
         "method": f"{kind}_toy",
         "kind": kind,
         "params": {"kind": kind, **params},
-        "model": MODEL_CFG.to_dict(),
+        "model": spec.to_dict(),
         "feature_names": [f"f{i}" for i in range(FEATURES)],
         "class_names": ["video", "voip", "web"],
         "seed": 0,
@@ -104,11 +134,11 @@ def checkpoint_meta(kind: str, params: dict) -> dict:
 
 
 def checkpoint_roundtrip(
-    tmp_path: Path, kind: str, params: dict, state: dict
+    tmp_path: Path, kind: str, params: dict, state: dict, spec: ModelSpec = MODEL_SPEC
 ) -> tuple[nn.Module, dict]:
     """Save ``state`` as a checkpoint; (module rebuilt by load_model, raw weights-only load)."""
     path = tmp_path / f"{kind}.pt"
-    save_checkpoint(path, checkpoint_meta(kind, params), state)
+    save_checkpoint(path, checkpoint_meta(kind, params, spec), state)
     with ao.quiet():  # quantized tensors load through TypedStorage, deprecated upstream
         raw = torch.load(path, map_location="cpu", weights_only=True)
     return load_model(path).module, raw
@@ -118,3 +148,8 @@ def int8_layers(module: nn.Module) -> list[str]:
     """Class names of the quantized layers inside a converted module, input to output."""
     names = [m._get_name() for m in module.modules()]  # the names printed by repr()
     return [n for n in names if "Quantized" in n]
+
+
+def input_scale(state: dict) -> float:
+    """Scale of the int8 quantizer at a static model's input (FX names it ``*input_scale_0``)."""
+    return float(next(v for k, v in state.items() if k.endswith("input_scale_0")))

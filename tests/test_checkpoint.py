@@ -13,9 +13,9 @@ from quantbench.checkpoint import (
     tensor_bytes,
 )
 from quantbench.loader import load_model
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import resolve
 
-CFG = ModelConfig(in_features=6, hidden=(8, 4), n_classes=3)
+SPEC = resolve({"arch": "mlp", "hidden": [8, 4], "dropout": 0.0}, 6, 3)
 
 
 def meta(**over):
@@ -23,7 +23,7 @@ def meta(**over):
         "method": "fp32",
         "kind": "fp32",
         "params": {},
-        "model": CFG.to_dict(),
+        "model": SPEC.to_dict(),
         "feature_names": [f"f{i}" for i in range(6)],
         "class_names": ["a", "b", "c"],
         "seed": 1,
@@ -33,7 +33,7 @@ def meta(**over):
 
 def saved_fp32(tmp_path):
     torch.manual_seed(0)
-    model = MLP(CFG).eval()
+    model = SPEC.build().eval()
     path = tmp_path / "fp32.pt"
     save_checkpoint(path, meta(), model.state_dict())
     return model, path
@@ -46,12 +46,23 @@ def test_fp32_round_trip_rebuilds_the_same_function(tmp_path):
     assert torch.equal(loaded.module(x), model(x))
     assert loaded.meta["torch_version"] == str(torch.__version__)
     assert loaded.meta["class_names"] == ["a", "b", "c"]
-    assert loaded.model_cfg == CFG
+    assert loaded.spec == SPEC
+
+
+def test_checkpoints_of_the_former_mlp_layout_still_load(tmp_path):
+    """Checkpoints written before model variants existed carry the MLP's shape only."""
+    model, _ = saved_fp32(tmp_path)
+    legacy = {"in_features": 6, "hidden": [8, 4], "n_classes": 3, "dropout": 0.0}
+    save_checkpoint(tmp_path / "old.pt", meta(model=legacy), model.state_dict())
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.spec == SPEC
+    x = torch.randn(5, 6)
+    assert torch.equal(loaded.module(x), model(x))
 
 
 def test_same_content_gives_same_bytes(tmp_path):
     torch.manual_seed(0)
-    state = MLP(CFG).state_dict()
+    state = SPEC.build().state_dict()
     save_checkpoint(tmp_path / "a.pt", meta(), state)
     save_checkpoint(tmp_path / "b.pt", meta(), state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

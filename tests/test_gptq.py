@@ -18,23 +18,24 @@ from quantbench.grid import Grid, dequantize, quantize_weight
 from quantbench.loader import load_model
 from quantbench.methods import gptq, rtn
 from quantbench.methods.base import CalibrationData
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec, resolve
 
-SMALL = ModelConfig(in_features=12, hidden=(32, 32), n_classes=3)
+SMALL = resolve({"arch": "mlp", "hidden": [32, 32], "dropout": 0.0}, 12, 3)
+LINEARS = ["layers.fc0", "layers.fc1", "layers.head"]
 DEAD_FEATURE = 5  # always 0 in the toy data: fc0 sees one dead input
 
 
 @functools.cache
-def _toy() -> tuple[MLP, CalibrationData]:
+def _toy() -> tuple[nn.Module, CalibrationData]:
     """A small MLP trained briefly on six gaussian clusters (three classes)."""
     g = torch.Generator().manual_seed(0)
-    centers = torch.randn(6, SMALL.in_features, generator=g) * 1.5
+    centers = torch.randn(6, SMALL.n_features, generator=g) * 1.5
     cluster = torch.randint(0, 6, (1600,), generator=g)
-    x = centers[cluster] + torch.randn(1600, SMALL.in_features, generator=g)
+    x = centers[cluster] + torch.randn(1600, SMALL.n_features, generator=g)
     x[:, DEAD_FEATURE] = 0.0
     y = cluster % 3
     torch.manual_seed(0)
-    model = MLP(SMALL)
+    model = SMALL.build()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
         opt.zero_grad()
@@ -44,7 +45,7 @@ def _toy() -> tuple[MLP, CalibrationData]:
     return model.eval(), calib
 
 
-def toy() -> tuple[MLP, CalibrationData]:
+def toy() -> tuple[nn.Module, CalibrationData]:
     model, calib = _toy()
     return copy.deepcopy(model), calib
 
@@ -190,7 +191,7 @@ def test_info_describes_the_run() -> None:
     info = q.info
     assert info["bits"] == 3 and info["group_size"] == 8 and info["calibration_rows"] == 500
     assert info["execution"] == weightonly.EXEC_FP32
-    assert [e["layer"] for e in info["layer_error"]] == model.linear_names()
+    assert [e["layer"] for e in info["layer_error"]] == LINEARS
     assert all(e["calib"] >= 0 and e["heldout"] >= 0 for e in info["layer_error"])
     assert info["layers"][0]["dead_inputs"] == 1 and info["quantize_seconds"] > 0
 
@@ -238,7 +239,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         "kind": "gptq",
         "params": variant,
         "model": SMALL.to_dict(),
-        "feature_names": [f"f{i}" for i in range(SMALL.in_features)],
+        "feature_names": [f"f{i}" for i in range(SMALL.n_features)],
         "class_names": ["a", "b", "c"],
         "seed": 3,
     }
@@ -252,12 +253,12 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert raw["state"]["layers"]["layers.fc1"]["qweight"].dtype == torch.uint8
 
 
-def _size_ratio(tmp_path: Path, fp32: MLP, state: dict, kind: str) -> float:
+def _size_ratio(tmp_path: Path, fp32: nn.Module, spec: ModelSpec, state: dict, kind: str) -> float:
     meta = {
         "method": "m",
         "kind": kind,
         "params": {},
-        "model": fp32.cfg.to_dict(),
+        "model": spec.to_dict(),
         "feature_names": [],
         "class_names": [],
         "seed": 0,
@@ -270,14 +271,14 @@ def _size_ratio(tmp_path: Path, fp32: MLP, state: dict, kind: str) -> float:
 @pytest.mark.parametrize(("bits", "target"), [(4, 0.18), (3, 0.15), (2, 0.11)])
 def test_checkpoint_size_targets_on_the_default_model(tmp_path: Path, bits: int, target) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(in_features=29, hidden=(256, 256), n_classes=3)
-    model = MLP(cfg).eval()
+    spec = resolve({"arch": "mlp", "hidden": [256, 256]}, 29, 3)
+    model = spec.build().eval()
     x = torch.randn(512, 29)
     calib = CalibrationData(x, torch.zeros(512, dtype=torch.long), x[:64], torch.zeros(64).long())
     params = gptq.Params(bits=bits, group_size=32, act_order=True, calibration_samples=512)
     q = gptq.quantize(model, calib, params)
     assert q.info["g_idx_stored"]  # the largest layout: act-order group index included
-    assert _size_ratio(tmp_path, model, q.state, "gptq") <= target
+    assert _size_ratio(tmp_path, model, spec, q.state, "gptq") <= target
 
 
 def test_params_are_validated() -> None:

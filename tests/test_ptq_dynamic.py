@@ -53,7 +53,7 @@ def test_per_tensor_weights_on_request():
     assert weight.qscheme() == torch.per_tensor_affine
     assert q.info["weight_qscheme"] == "per_tensor_symmetric"
     assert agreement(predict(q.module, t.x_test), predict(t.model, t.x_test)) >= 0.98
-    rebuilt = ptq_dynamic.rebuild(t.model.cfg, q.state, ptq_dynamic.Params(per_channel=False))
+    rebuilt = ptq_dynamic.rebuild(t.spec, q.state, ptq_dynamic.Params(per_channel=False))
     assert torch.equal(rebuilt(t.x_test), q.module(t.x_test))
 
 
@@ -66,7 +66,7 @@ def test_info(result):
 
 def test_rebuild_reproduces_outputs_exactly(result):
     t = toy()
-    rebuilt = ptq_dynamic.rebuild(t.model.cfg, result.state, ptq_dynamic.Params())
+    rebuilt = ptq_dynamic.rebuild(t.spec, result.state, ptq_dynamic.Params())
     assert torch.equal(rebuilt(t.x_test), result.module(t.x_test))
 
 

@@ -13,6 +13,7 @@ from quantbench.methods import make_params, qat
 from tests._toy import (
     agreement,
     checkpoint_roundtrip,
+    input_scale,
     int8_layers,
     operators,
     predict,
@@ -56,9 +57,10 @@ def test_starts_from_the_given_fp32_weights():
     start = qat.start_model(t.model, t.calib, PARAMS)
     fp32 = t.model.state_dict()
     for name in ("fc0", "fc1", "head"):
-        layer = getattr(start.module.layers, name)
+        layer = start.get_submodule(f"layers.{name}")
         assert torch.equal(layer.weight, fp32[f"layers.{name}.weight"])
         assert torch.equal(layer.bias, fp32[f"layers.{name}.bias"])
+    ao.set_observers(start, False)  # else predicting would move its ranges to the test rows
     fp32_acc = (predict(t.model, t.x_test) == t.y_test).float().mean().item()
     start_acc = (predict(start, t.x_test) == t.y_test).float().mean().item()
     assert abs(start_acc - fp32_acc) <= 0.02
@@ -86,12 +88,23 @@ def test_history_follows_the_freezing_schedule(result):
 
 
 def test_early_stopping_keeps_the_best_state():
-    """A learning rate that wrecks the model: the starting point stays the best state."""
+    """A learning rate that wrecks the model: the starting point stays the best state.
+
+    fine_tune returns its model with the observers paused (as validation left them); the fresh
+    start model is put in that same state, so both hold the same tensors and predicting with
+    it cannot move its ranges. Every tensor (weights, ranges, observer statistics, flags) must
+    then be the starting point's, bit for bit.
+    """
     t = toy()
     params = dataclasses.replace(PARAMS, lr=1.0, epochs=5, patience=2)
     fake_quant, history, summary = qat.fine_tune(t.model, t.calib, params)
     start = qat.start_model(t.model, t.calib, params)
+    ao.set_observers(start, False)  # else predicting would move its ranges to the test rows
     assert summary["best_epoch"] == 0 and len(history) == 2
+    kept, expected = fake_quant.state_dict(), start.state_dict()
+    assert kept.keys() == expected.keys()
+    changed = [k for k in expected if not torch.equal(kept[k], expected[k])]
+    assert changed == []
     assert torch.equal(predict(fake_quant, t.x_test), predict(start, t.x_test))
 
 
@@ -105,7 +118,7 @@ def test_validation_rows_never_shape_the_ranges():
     t = toy()
     sentinel = dataclasses.replace(t.calib, x_val=torch.full_like(t.calib.x_val, 1e4))
     q = qat.quantize(t.model, sentinel, dataclasses.replace(PARAMS, epochs=1))
-    assert float(q.state["quant.scale"]) * 255 < 100  # inputs are ~N(0, 1)
+    assert input_scale(q.state) * 255 < 100  # inputs are ~N(0, 1)
 
 
 def test_runs_fused_int8_kernels(result):
@@ -118,7 +131,7 @@ def test_runs_fused_int8_kernels(result):
 
 def test_rebuild_reproduces_outputs_exactly(result):
     t = toy()
-    rebuilt = qat.rebuild(t.model.cfg, result.state, PARAMS)
+    rebuilt = qat.rebuild(t.spec, result.state, PARAMS)
     assert torch.equal(rebuilt(t.x_test), result.module(t.x_test))
 
 
@@ -126,5 +139,5 @@ def test_checkpoint_round_trip(tmp_path, result):
     t = toy()
     params = dataclasses.asdict(PARAMS)
     module, raw = checkpoint_roundtrip(tmp_path, "qat", params, result.state)
-    assert raw["params"]["epochs"] == 3 and raw["state"]["quant.scale"].dtype == torch.float32
+    assert raw["params"]["epochs"] == 3 and input_scale(raw["state"]) > 0
     assert torch.equal(module(t.x_test), result.module(t.x_test))

@@ -39,10 +39,11 @@ from tests.workflow_helpers import SNAKEMAKE, copy_workflow, planned_jobs, run_o
 pytestmark = pytest.mark.workflow
 
 TINY_METHODS = ["ptq_dynamic", "rtn_w4", "gptq_w4"]
-MODELS = ["fp32", *TINY_METHODS]
-DATA_FILES = ["raw.csv", "dataset.npz", "preprocessor.joblib", "data_card.json"]
+VARIANTS = ["fp32", *TINY_METHODS]
+REPS = ["seed7", "seed8"]  # tests/config_tiny.yaml
+DATA_FILES = ["dataset.npz", "preprocessor.joblib", "data_card.json"]
 # Wall-clock figures: the only values allowed to differ between two runs on one machine.
-TIMING_FIELDS = frozenset({"latency_ms", "throughput", "quantize_seconds", "seconds"})
+TIMING_FIELDS = frozenset({"quantize_seconds", "fine_tune_seconds", "seconds"})
 STAMP = "%Y-%m-%d %H:%M:%S,%f"
 _LOG_LINE = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO quantbench\.step: "
 STARTED = re.compile(_LOG_LINE + r"step started \(pid \d+\)$")
@@ -146,17 +147,31 @@ def without_timing(obj):
 
 
 def json_results(workdir: Path) -> dict[str, object]:
-    """Metrics, info and history JSONs of a finished run, wall-clock figures left out."""
+    """Quality, info and history JSONs of a finished run, wall-clock figures left out.
+
+    Timing records and the metrics built from them hold wall-clock figures throughout; the
+    quality records hold every prediction, so equal quality records mean equal accuracies.
+    """
     results = workdir / "results"
-    paths = [*results.glob("metrics/*.json"), *results.glob("models/*.json")]
-    return {p.name: without_timing(json.loads(p.read_text())) for p in sorted(paths)}
+    paths = [*results.glob("quality/**/*.json"), *results.glob("models/**/*.json")]
+    return {
+        p.relative_to(results).as_posix(): without_timing(json.loads(p.read_text()))
+        for p in sorted(paths)
+    }
 
 
 def file_digests(workdir: Path) -> dict[str, str]:
     """sha256 of every checkpoint and every data file of a finished run."""
     results = workdir / "results"
-    paths = [*results.glob("models/*.pt"), *(results / "data" / f for f in DATA_FILES)]
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
+    paths = [
+        *results.glob("models/**/*.pt"),
+        results / "data" / "raw.csv",
+        *(results / "data" / r / f for r in REPS for f in DATA_FILES),
+    ]
+    return {
+        p.relative_to(results).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(paths)
+    }
 
 
 def step_intervals(workdir: Path) -> dict[str, tuple[datetime, datetime]]:
@@ -200,7 +215,7 @@ def parallel(tmp_path_factory) -> Path:
 class Killed:
     workdir: Path
     status: int  # Snakemake's exit status
-    step: str  # the quantize log whose step was under way
+    step: str  # the quantize job under way, as <replicate>/<method>
     after_kill: Snapshot
     problems: list[str]  # partial files right after the kill
     same_command: subprocess.CompletedProcess  # the same command right after the kill
@@ -210,18 +225,21 @@ class Killed:
 def sigkilled(tmp_path_factory) -> Killed:
     workdir = copy_workflow(tmp_path_factory.mktemp("sigkilled"))
     proc = start(workdir, "--cores", "1")
-    logs = [workdir / "logs" / "quantize" / f"{m}.log" for m in TINY_METHODS]
+    quantize = workdir / "logs" / "quantize" / "mlp"
+    logs = [quantize / rep / f"{m}.log" for rep in REPS for m in TINY_METHODS]
     step = wait_for_step(proc, logs)
     status = interrupt(proc, signal.SIGKILL)
     after_kill, problems = snapshot(workdir), partial_files(workdir)
     same_command = snakemake(workdir, "--cores", "1")
     run_ok(workdir, "--cores", "1", "--unlock")
     run_ok(workdir, "--cores", "1")
-    return Killed(workdir, status, step.stem, after_kill, problems, same_command)
+    name = step.relative_to(quantize).with_suffix("").as_posix()  # e.g. seed7/rtn_w4
+    return Killed(workdir, status, name, after_kill, problems, same_command)
 
 
 @dataclass
 class Attempt:
+    rep: str  # the replicate whose rtn_w4 quantize step was under way
     status: int
     after: Snapshot
     problems: list[str]
@@ -239,7 +257,8 @@ class InterruptedChange:
 
 def rerun_by_change(path: str) -> bool:
     """Outputs of the jobs that a change to rtn_w4 reruns: its own files and the summary."""
-    return "rtn_w4" in path or path.startswith(("results/summary.", "results/plots/"))
+    summary = ("results/summary.", "results/recommendation.json", "results/plots/")
+    return "rtn_w4" in path or path.startswith((*summary, "results/metrics/"))
 
 
 @pytest.fixture(scope="module")
@@ -251,13 +270,14 @@ def interrupted_change(reference, tmp_path_factory) -> InterruptedChange:
     cfg = yaml.safe_load(config.read_text())
     cfg["methods"]["rtn_w4"]["bits"] = 3
     config.write_text(yaml.safe_dump(cfg))
-    log = workdir / "logs" / "quantize" / "rtn_w4.log"
+    logs = [workdir / "logs" / "quantize" / "mlp" / rep / "rtn_w4.log" for rep in REPS]
     attempts = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         proc = start(workdir, "--cores", "2")
-        wait_for_step(proc, [log])
+        log = wait_for_step(proc, logs)
         status = interrupt(proc, sig)
         attempts[sig.name] = Attempt(
+            rep=log.parent.name,
             status=status,
             after=snapshot(workdir),
             problems=partial_files(workdir),
@@ -361,10 +381,11 @@ def test_sigkill_during_quantize_leaves_no_partial_file(sigkilled):
     assert sigkilled.status == -signal.SIGKILL
     assert sigkilled.problems == []
     done = set(sigkilled.after_kill)
-    assert {"results/models/fp32.pt", "results/data/dataset.npz"} <= done
+    rep = sigkilled.step.split("/")[0]
+    assert {f"results/models/mlp/{rep}/fp32.pt", f"results/data/{rep}/dataset.npz"} <= done
     # The step under way had written nothing yet: its outputs are absent, not half there.
-    assert f"results/models/{sigkilled.step}.pt" not in done
-    assert f"results/models/{sigkilled.step}.info.json" not in done
+    assert f"results/models/mlp/{sigkilled.step}.pt" not in done
+    assert f"results/models/mlp/{sigkilled.step}.info.json" not in done
 
 
 def test_after_sigkill_snakemake_wants_an_unlock_then_resumes_without_redoing_work(sigkilled):
@@ -391,7 +412,7 @@ def test_interrupting_a_changed_variant_leaves_the_other_results_untouched(inter
     assert attempt.locks == []  # Snakemake cleaned up: the next run needs no --unlock
     assert attempt.log_tail.endswith(f"step interrupted by {sig}; rerun the workflow to redo it")
     # The old rtn_w4 checkpoint went when its rerun began; the killed job wrote no new one.
-    assert "results/models/rtn_w4.pt" not in attempt.after
+    assert f"results/models/mlp/{attempt.rep}/rtn_w4.pt" not in attempt.after
     for path, state in interrupted_change.before.items():
         if not rerun_by_change(path):
             assert attempt.after.get(path) == state, f"{path} changed"
@@ -406,9 +427,10 @@ def test_resuming_a_changed_variant_reruns_only_that_variant(interrupted_change)
     for path, state in before.items():
         if not rerun_by_change(path):
             assert after[path] == state, f"{path} changed"
-    rtn = load_model(workdir / "results" / "models" / "rtn_w4.pt")
-    assert rtn.meta["params"]["bits"] == 3
-    metrics = json.loads((workdir / "results" / "metrics" / "rtn_w4.json").read_text())
+    for rep in REPS:
+        rtn = load_model(workdir / "results" / "models" / "mlp" / rep / "rtn_w4.pt")
+        assert rtn.meta["params"]["bits"] == 3
+    metrics = json.loads((workdir / "results" / "metrics" / "mlp" / "rtn_w4.json").read_text())
     assert metrics["params"]["bits"] == 3
     assert partial_files(workdir) == []
     assert planned_jobs(workdir) == {}
@@ -419,7 +441,9 @@ def test_resuming_a_changed_variant_reruns_only_that_variant(interrupted_change)
 
 def test_same_config_and_seed_give_identical_files(reference, parallel):
     digests = file_digests(reference)
-    assert sorted(digests) == sorted([f"{m}.pt" for m in MODELS] + DATA_FILES)
+    checkpoints = [f"models/mlp/{r}/{m}.pt" for r in REPS for m in VARIANTS]
+    data = ["data/raw.csv", *(f"data/{r}/{f}" for r in REPS for f in DATA_FILES)]
+    assert sorted(digests) == sorted(checkpoints + data)
     assert file_digests(parallel) == digests
 
 
@@ -427,9 +451,9 @@ def test_cores_change_timing_only(sigkilled, parallel, reference):
     # sigkilled ran with --cores 1, reference with 2 and parallel with 4.
     results = json_results(reference)
     assert sorted(results) == sorted(
-        [f"{m}.json" for m in MODELS]
-        + [f"{m}.info.json" for m in TINY_METHODS]
-        + ["fp32.history.json"]
+        [f"quality/mlp/{r}/{m}.json" for r in REPS for m in VARIANTS]
+        + [f"models/mlp/{r}/{m}.info.json" for r in REPS for m in TINY_METHODS]
+        + [f"models/mlp/{r}/fp32.history.json" for r in REPS]
     )
     assert json_results(parallel) == results
     assert json_results(sigkilled.workdir) == results
@@ -445,17 +469,18 @@ def test_a_parallel_run_leaves_no_temporary_file(parallel):
 
 def test_quantize_jobs_really_ran_at_the_same_time(parallel):
     steps = step_intervals(parallel)
-    quantize = [steps[f"quantize/{m}"] for m in TINY_METHODS]
+    quantize = [steps[f"quantize/mlp/{r}/{m}"] for r in REPS for m in TINY_METHODS]
     pairs = [(a, b) for i, a in enumerate(quantize) for b in quantize[i + 1 :]]
     assert any(overlap(a, b) for a, b in pairs), steps
 
 
 def test_no_job_runs_beside_a_timing_job(parallel):
     steps = step_intervals(parallel)
-    # generate_traffic, preprocess, train_fp32 and summarize, then one per quantize and evaluate
-    assert len(steps) == 4 + len(TINY_METHODS) + len(MODELS)
+    # generate_traffic and summarize; per replicate preprocess, train, quantize and score; time
+    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
+    assert len(steps) == 2 + len(REPS) * per_rep + len(TINY_METHODS)
     for name, timed in steps.items():
-        if name.startswith("evaluate/"):
+        if name.startswith("time/"):
             beside = [
                 other for other, span in steps.items() if other != name and overlap(timed, span)
             ]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from quantbench import methods, weightonly
 from quantbench.checkpoint import save_checkpoint
@@ -13,16 +14,17 @@ from quantbench.grid import quantize_weight
 from quantbench.loader import load_model
 from quantbench.methods import rtn
 from quantbench.methods.base import CalibrationData
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import resolve
 
-CFG = ModelConfig(in_features=10, hidden=(24, 16), n_classes=3)
+CFG = resolve({"arch": "mlp", "hidden": [24, 16], "dropout": 0.0}, 10, 3)
+LINEARS = ["layers.fc0", "layers.fc1", "layers.head"]
 
 
-def _setup(seed: int = 0) -> tuple[MLP, CalibrationData]:
+def _setup(seed: int = 0) -> tuple[nn.Module, CalibrationData]:
     torch.manual_seed(seed)
-    model = MLP(CFG).eval()
+    model = CFG.build().eval()
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(400, CFG.in_features, generator=g)
+    x = torch.randn(400, CFG.n_features, generator=g)
     y = torch.randint(0, 3, (400,), generator=g)
     return model, CalibrationData(x[:300], y[:300], x[300:], y[300:], seed=seed)
 
@@ -33,7 +35,7 @@ def _meta(variant: dict) -> dict:
         "kind": "rtn",
         "params": variant,
         "model": CFG.to_dict(),
-        "feature_names": [f"f{i}" for i in range(CFG.in_features)],
+        "feature_names": [f"f{i}" for i in range(CFG.n_features)],
         "class_names": ["web", "video", "voip"],
         "seed": 0,
     }
@@ -66,7 +68,7 @@ def test_quantize_matches_the_grid_and_reports_errors(bits: int) -> None:
     info = q.info
     assert info["execution"] == weightonly.EXEC_FP32 and info["bits"] == bits
     assert info["calibration_rows"] == 300 and info["heldout_rows"] == 100
-    assert [e["layer"] for e in info["layer_error"]] == model.linear_names()
+    assert [e["layer"] for e in info["layer_error"]] == LINEARS
     fc0 = info["layer_error"][0]
     x, W = calib.x_val, model.layers.fc0.weight.detach()
     W_hat = q.module.layers.fc0.weight.detach()

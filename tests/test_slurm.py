@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantbench.config import replicate_name, replicate_seeds
 from tests.workflow_helpers import SNAKEMAKE, copy_workflow, run_ok
 
 pytestmark = pytest.mark.slurm
@@ -28,8 +29,6 @@ pytestmark = pytest.mark.slurm
 ACCOUNT = "quantbench"  # created by scripts/slurm/cluster.sh
 WORKFLOW_LIMIT_S = 300  # the whole workflow through SLURM
 LOCAL_RULES = {"all", "summarize"}
-# Figures that depend on the machine and the moment, not on the model.
-MEASURED = {"latency_ms", "throughput", "quantize_seconds"}
 
 
 def _cluster_problem() -> str | None:
@@ -48,11 +47,18 @@ def _cluster_problem() -> str | None:
 
 
 def _expected_comments(config_path: Path) -> Counter:
-    """One sbatch job per non-local job, named as the plugin writes the job comment."""
-    methods = list(yaml.safe_load(config_path.read_text())["methods"])
-    comments = ["rule_generate_traffic", "rule_preprocess", "rule_train_fp32"]
-    comments += [f"rule_quantize_wildcards_{m}" for m in methods]
-    comments += [f"rule_evaluate_wildcards_{m}" for m in ["fp32", *methods]]
+    """One sbatch job per non-local job, named as the plugin writes the job comment
+    (`rule_<rule>_wildcards_<values joined by _>`, in the order of the output pattern)."""
+    cfg = yaml.safe_load(config_path.read_text())
+    methods = list(cfg["methods"])
+    reps = [replicate_name(s) for s in replicate_seeds(cfg)]
+    model = "mlp"
+    comments = ["rule_generate_traffic"]
+    for rep in reps:
+        comments += [f"rule_preprocess_wildcards_{rep}", f"rule_train_fp32_wildcards_{model}_{rep}"]
+        comments += [f"rule_quantize_wildcards_{model}_{rep}_{m}" for m in methods]
+        comments += [f"rule_score_wildcards_{model}_{rep}_{m}" for m in ["fp32", *methods]]
+    comments += [f"rule_time_wildcards_{model}_{m}" for m in methods]
     return Counter(comments)
 
 
@@ -135,22 +141,32 @@ def test_every_non_local_job_went_through_sbatch(slurm_run):
 
 
 def test_timing_jobs_had_the_node_to_themselves(slurm_run):
-    """evaluate carries --exclusive: SLURM allocates it every CPU of the node."""
+    """time carries --exclusive: SLURM allocates it every CPU of the node."""
     jobs = _sacct_jobs(slurm_run["run_id"], slurm_run["since"])
     cpus = _node_cpus()
-    evaluate = [j for j in jobs if j["Comment"].startswith("rule_evaluate_")]
-    assert evaluate and all(int(j["AllocCPUS"]) == cpus for j in evaluate), (cpus, evaluate)
+    timing = [j for j in jobs if j["Comment"].startswith("rule_time_")]
+    assert timing and all(int(j["AllocCPUS"]) == cpus for j in timing), (cpus, timing)
+    others = [j for j in jobs if not j["Comment"].startswith("rule_time_")]
+    assert all(int(j["AllocCPUS"]) < cpus for j in others) or cpus == 1, (cpus, others)
 
 
-def test_metrics_match_a_local_run(slurm_run, local_run):
-    cluster_metrics = sorted((slurm_run["workdir"] / "results" / "metrics").glob("*.json"))
-    assert [p.name for p in cluster_metrics] == sorted(
-        p.name for p in (local_run / "results" / "metrics").glob("*.json")
+def test_quality_and_metrics_match_a_local_run(slurm_run, local_run):
+    """Same config, same seeds, same machine: every quality fact and every accuracy statistic
+    equal the local executor's; only the timing figures may differ."""
+    cluster, local = slurm_run["workdir"] / "results", local_run / "results"
+    quality = sorted(p.relative_to(cluster) for p in cluster.glob("quality/*/*/*.json"))
+    assert quality and quality == sorted(
+        p.relative_to(local) for p in local.glob("quality/*/*/*.json")
     )
-    for path in cluster_metrics:
-        on_cluster = json.loads(path.read_text())
-        local = json.loads((local_run / "results" / "metrics" / path.name).read_text())
-        for key in sorted((set(on_cluster) | set(local)) - MEASURED):
-            assert on_cluster.get(key) == local.get(key), f"{path.name}: {key}"
-        for key in ("accuracy", "confusion_matrix", "size_bytes"):
-            assert key in on_cluster, f"{path.name} lacks {key}"
+    for rel in quality:
+        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+        for key in ("labels", "predictions", "test_rows_sha256", "size_bytes", "kernels"):
+            assert on_cluster[key] == here[key], f"{rel}: {key}"
+    metrics = sorted(p.relative_to(cluster) for p in cluster.glob("metrics/*/*.json"))
+    assert metrics and metrics == sorted(
+        p.relative_to(local) for p in local.glob("metrics/*/*.json")
+    )
+    for rel in metrics:
+        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+        for key in ("accuracy", "macro_f1", "confusion_matrix", "vs_fp32", "size_bytes"):
+            assert on_cluster[key] == here[key], f"{rel}: {key}"

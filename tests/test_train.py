@@ -6,7 +6,7 @@ import torch
 from quantbench.dataset import load_dataset
 from quantbench.files import read_json
 from quantbench.loader import load_model
-from quantbench.model import ModelConfig
+from quantbench.models import resolve
 from quantbench.train import TrainConfig, resolve_device, run_training, train_fp32
 
 MODEL = {"hidden": [32, 32], "dropout": 0.0}
@@ -14,7 +14,7 @@ TRAIN = {"epochs": 15, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "patie
 
 
 def cfg_for(ds):
-    return ModelConfig(ds.n_features, (32, 32), ds.n_classes)
+    return resolve({"arch": "mlp", "hidden": [32, 32], "dropout": 0.0}, ds.n_features, ds.n_classes)
 
 
 def test_training_learns_the_toy_problem(toy_dataset):
@@ -53,7 +53,9 @@ def test_run_training_writes_checkpoint_and_history(tmp_path, toy_dataset_path):
     ds = load_dataset(toy_dataset_path)
     assert loaded.meta["kind"] == "fp32"
     assert loaded.meta["feature_names"] == list(ds.feature_names)
-    assert loaded.model_cfg.in_features == ds.n_features
+    assert loaded.spec.n_features == ds.n_features and loaded.spec.arch == "mlp"
+    assert loaded.meta["model"] == {"arch": "mlp", **MODEL, "n_features": ds.n_features,
+                                    "n_classes": ds.n_classes}  # fmt: skip
     history = read_json(hist)
     assert history["epochs_run"] == len(history["history"]) >= 1
     assert history["device"] == "cpu"

@@ -54,22 +54,28 @@ def run_ok(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Complete
     return proc
 
 
-_JOB = re.compile(r"^rule (\w+):\n(?:    .*\n)*?    wildcards: method=(\w+)", re.MULTILINE)
 _RULE = re.compile(r"^rule (\w+):$", re.MULTILINE)
+_WILDCARDS = re.compile(r"^    wildcards: (.*)$", re.MULTILINE)
 
 
-def planned_jobs(workdir: Path) -> Counter:
-    """What a dry run would execute: ``rule`` or ``rule[method]`` -> count."""
-    proc = run_ok(workdir, "--dry-run", "--cores", "2")
+def job_name(rule: str, *values: str) -> str:
+    """How :func:`planned_jobs` names a job: ``score[mlp/seed7/rtn_w4]``, ``preprocess[seed7]``."""
+    return f"{rule}[{'/'.join(values)}]" if values else rule
+
+
+def planned_jobs(workdir: Path, *args: str) -> Counter:
+    """What a dry run would execute: job name (see :func:`job_name`) -> count."""
+    proc = run_ok(workdir, "--dry-run", "--cores", "2", *args)
     text = proc.stdout + proc.stderr
     jobs: Counter = Counter()
     for block in re.split(r"\n(?=rule \w+:)", text):
         rule = _RULE.search(block)
         if not rule or not block.startswith("rule "):
             continue
-        wildcard = re.search(r"^    wildcards: method=(\w+)", block, re.MULTILINE)
+        wildcards = _WILDCARDS.search(block)
+        values = [kv.split("=", 1)[1] for kv in wildcards.group(1).split(", ")] if wildcards else []
         if rule.group(1) != "all":  # the target rule shows up whenever anything reruns
-            jobs[f"{rule.group(1)}[{wildcard.group(1)}]" if wildcard else rule.group(1)] += 1
+            jobs[job_name(rule.group(1), *values)] += 1
     return jobs
 
 

@@ -1,9 +1,15 @@
 """The one door to ``torch.ao.quantization``: engines, qconfigs, fuse/prepare/convert.
 
-The int8 kinds (``ptq_dynamic``, ``ptq_static``, ``qat``) run on the eager-mode int8 CPU kernels
-of ``torch.ao.quantization`` (``quantized::linear``, ``quantized::linear_relu``,
-``quantized::linear_dynamic``). Upstream deprecated that API; no other module of quantbench
-imports it, so when it disappears this is the only file that changes. Importing this module never
+The int8 kinds (``ptq_dynamic``, ``ptq_static``, ``qat``) run on the int8 CPU kernels of
+``torch.ao.quantization`` (``quantized::linear``, ``quantized::linear_relu``,
+``quantized::conv1d_relu``, ``quantized::linear_dynamic``, ...). ``ptq_dynamic`` swaps modules
+eagerly (``quantize_dynamic``: Linear, GRU, LSTM); ``ptq_static`` and ``qat`` use FX graph mode
+(``prepare_fx``/``prepare_qat_fx``/``convert_fx``), which traces the model and finds fusion
+patterns (Conv/Linear + ReLU) and observer places from its graph, so any traceable model works.
+PT2E export, the other graph mode, is not shipped by torch 2.13 (it lives in torchao) and lowers
+to int8 kernels only through ``torch.compile``. Upstream deprecated ``torch.ao.quantization``; no
+other module of quantbench imports it, so when it disappears this is the only file that
+changes. Importing this module never
 imports ``torch.ao``: ``available()`` says whether it exists, and every other function raises a
 ``RuntimeError`` naming the torch version and the fix when it does not.
 
@@ -15,23 +21,23 @@ shows up. Unknown warnings pass through unchanged.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
 import importlib
 import importlib.util
 import logging
+import operator
 import platform
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
-
-from quantbench.model import MLP
 
 log = logging.getLogger("quantbench")
 
@@ -54,6 +60,8 @@ _KNOWN_WARNINGS: tuple[tuple[re.Pattern[str], bool], ...] = (
     (re.compile(r"reduce_range will be deprecated"), False),
     (re.compile(r"must run observer before calling calculate_qparams"), False),
     (re.compile(r"qnnpack incorrectly ignores reduce_range"), False),
+    # torch's generic caution on its dynamic Conv1d; the workflow measures the accuracy it gets
+    (re.compile(r"DynamicQuantizedConv1d module has poor numerical accuracy"), False),
 )
 _announced = False
 
@@ -229,12 +237,90 @@ def qat_qconfig(engine: str, observer: str, per_channel: bool) -> Any:
     return tq.QConfig(activation=activation, weight=weight)
 
 
+# Recurrent layer types torch quantizes dynamically (their weights are per tensor).
+_DYNAMIC_RNN = (nn.GRU, nn.LSTM)
+
+
 def quantize_dynamic(model: nn.Module, per_channel: bool = True) -> nn.Module:
-    """Every Linear to int8 dynamic (``quantized::linear_dynamic``); ``model`` is not modified."""
+    """Every Linear, Conv1d, GRU and LSTM to int8 dynamic kernels (``quantized::
+    linear_dynamic``, ``quantized::conv1d_dynamic``, ``aten::quantized_gru``/``_lstm``);
+    ``model`` is not modified. torch's default dynamic mapping leaves convolutions out; its
+    dynamic ``Conv1d`` module is added here."""
     tq = _tq()
-    qconfig = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
+    from torch.ao.nn.quantized import dynamic as nnqd
+    from torch.ao.quantization.quantization_mappings import (
+        get_default_dynamic_quant_module_mappings,
+    )
+
+    weights = tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig
+    spec: dict[type, Any] = {nn.Linear: weights, nn.Conv1d: weights}
+    spec |= dict.fromkeys(_DYNAMIC_RNN, tq.default_dynamic_qconfig)
+    mapping = {**get_default_dynamic_quant_module_mappings(), nn.Conv1d: nnqd.Conv1d}
     with quiet():
-        return tq.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: qconfig})
+        return tq.quantize_dynamic(copy.deepcopy(model).eval(), spec, mapping=mapping)
+
+
+def is_quantized_module(module: nn.Module, dynamic: bool | None = None) -> bool:
+    """Whether ``module`` is one of torch.ao's quantized modules (``dynamic``: of that family)."""
+    where = type(module).__module__
+    if not where.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")):
+        return False
+    is_dynamic = ".dynamic" in where
+    return dynamic is None or dynamic == is_dynamic
+
+
+RNN_STATE = "quantized_rnn_weights"  # state key of a dynamic GRU/LSTM's int8 weights
+
+
+def _rnn_key(name: str) -> str:
+    return f"{name}.{RNN_STATE}" if name else RNN_STATE
+
+
+def _dynamic_rnns(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, m)
+        for name, m in module.named_modules()
+        if is_quantized_module(m, dynamic=True) and hasattr(m, "_all_weight_values")
+    ]
+
+
+def without_keys(state: dict[str, Any], drop: Callable[[str], bool]) -> dict[str, Any]:
+    """A copy of a ``state_dict`` without the keys ``drop`` selects, its ``_metadata`` kept
+    (module versions: quantized layers read their state by it)."""
+    out = collections.OrderedDict((k, v) for k, v in state.items() if not drop(k))
+    out._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+    return out
+
+
+def dynamic_state(module: nn.Module) -> dict[str, Any]:
+    """``state_dict`` of a dynamic int8 module, loadable with ``weights_only=True``.
+
+    torch packs dynamic GRU/LSTM weights into script objects the weights-only unpickler refuses;
+    their int8 weights and float biases are stored as plain tensors under
+    ``<name>.quantized_rnn_weights`` instead.
+    """
+    state = module.state_dict()
+    for name, m in _dynamic_rnns(module):
+        prefix = f"{name}._all_weight_values." if name else "_all_weight_values."
+        state = without_keys(state, lambda k, prefix=prefix: k.startswith(prefix))
+        state[_rnn_key(name)] = {**m.get_weight(), **m.get_bias()}
+    return state
+
+
+def load_dynamic_state(module: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """Inverse of :func:`dynamic_state` on a freshly quantized module of the same model."""
+    rnns = dict(_dynamic_rnns(module))
+    keys = {_rnn_key(name) for name in rnns}
+    rest = without_keys(state, lambda k: k in keys)
+    own = module.state_dict()  # the fresh module's packed RNN weights: placeholders, replaced
+    for name in rnns:
+        prefix = f"{name}._all_weight_values." if name else "_all_weight_values."
+        rest |= {k: v for k, v in own.items() if k.startswith(prefix)}
+    with quiet():
+        module.load_state_dict(rest)
+        for name, m in rnns.items():
+            m.set_weight_bias(state[_rnn_key(name)])
+    return module.eval()
 
 
 def per_channel_dynamic_linear(
@@ -267,30 +353,127 @@ def per_channel_dynamic_supported(engine: str) -> bool:
     return True
 
 
-def prepare_static(model: MLP, qconfig: Any) -> nn.Module:
-    """Copy, fuse Linear+ReLU, wrap in quant/dequant stubs and attach observers (eval mode)."""
-    tq = _tq()
-    fused = copy.deepcopy(model).eval()
-    with quiet():
-        tq.fuse_modules(fused, model.fusion_groups(), inplace=True)
-        wrapped = tq.QuantWrapper(fused)
-        wrapped.qconfig = qconfig
-        return tq.prepare(wrapped.eval(), inplace=False)
+# ---------------------------------------------------------------- FX graph mode (static, QAT)
+
+# Layer types FX graph mode knows how to quantize or to leave FP32 on its own.
+_FX_LAYER_TYPES: tuple[type, ...] = (
+    nn.Linear,
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.RNNBase,
+    nn.MultiheadAttention,
+)
+FP32_ELEMENTWISE = (
+    "a module using its own parameters element-wise (as an embedding does): kept FP32, since "
+    "static quantization would round those parameters like activations"
+)
+STATIC_KINDS_NOTE = "ptq_dynamic, rtn and gptq need no graph and still work for it"
+# Products of two activations and softmax stay FP32 in the static kinds: torch's
+# quantized::matmul dequantizes and multiplies in float on builds without ruy (every x86 build),
+# so quantizing around it would only add rounding and conversions.
+_FP32_OPS: tuple[Any, ...] = (
+    torch.matmul,
+    torch.bmm,
+    operator.matmul,
+    "matmul",
+    "bmm",
+    torch.softmax,
+    nn.functional.softmax,
+    nn.Softmax,
+    "softmax",
+)
 
 
-def prepare_qat(model: MLP, qconfig: Any) -> nn.Module:
-    """Copy, fuse Linear+ReLU, wrap in stubs and swap in fake-quantized modules (train mode).
+class UntraceableModel(ValueError):
+    """FX graph mode cannot trace the model: the static kinds cannot quantize it."""
+
+
+def fp32_modules(model: nn.Module) -> list[str]:
+    """Modules FX mode keeps FP32: leaf modules owning parameters that are no known layer type.
+
+    Their parameters take part in element-wise arithmetic (a feature tokenizer, a learned class
+    token); FX would otherwise quantize them with activation observers, per tensor.
+    """
+    names = []
+    for name, m in model.named_modules():
+        owns = any(p is not None for p in m._parameters.values())
+        leaf = not any(True for _ in m.children())
+        if name and owns and leaf and not isinstance(m, _FX_LAYER_TYPES):
+            names.append(name)
+    return names
+
+
+def _qconfig_mapping(model: nn.Module, qconfig: Any, qat: bool, engine: str) -> Any:
+    """The backend's default mapping (fixed-range ops, reshape...) with our global qconfig."""
+    from torch.ao.quantization import qconfig_mapping as qm
+
+    default = qm.get_default_qat_qconfig_mapping if qat else qm.get_default_qconfig_mapping
+    mapping = default(engine).set_global(qconfig)
+    for op in _FP32_OPS:
+        mapping.set_object_type(op, None)
+    for name in fp32_modules(model):
+        mapping.set_module_name(name, None)
+    return mapping
+
+
+@contextlib.contextmanager
+def _no_stack_traces() -> Iterator[None]:
+    """Trace without recording a Python stack trace per graph node.
+
+    The traces are debugging metadata only, and recording the first one imports torch's
+    compiler stack (about 1.5 s per process), which every int8 job would otherwise pay.
+    """
+    config = getattr(torch.fx, "config", None)
+    if config is None or not hasattr(config, "do_not_emit_stack_traces"):
+        yield
+        return
+    before = config.do_not_emit_stack_traces
+    config.do_not_emit_stack_traces = True
+    try:
+        yield
+    finally:
+        config.do_not_emit_stack_traces = before
+
+
+def _prepare_fx(model: nn.Module, qconfig: Any, n_features: int, qat: bool) -> nn.Module:
+    from torch.ao.quantization import quantize_fx
+
+    engine = str(torch.backends.quantized.engine)
+    mapping = _qconfig_mapping(model, qconfig, qat, engine)
+    prepare = quantize_fx.prepare_qat_fx if qat else quantize_fx.prepare_fx
+    example = (torch.zeros(2, n_features),)
+    try:
+        with quiet(), _no_stack_traces():
+            return prepare(model, mapping, example)
+    except Exception as exc:  # any tracing failure: the model's forward is not a static graph
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kind = "qat" if qat else "ptq_static"
+        raise UntraceableModel(
+            f"{kind} needs a model torch.fx can trace, and this one cannot be traced "
+            f"({type(exc).__name__}: {first}); {STATIC_KINDS_NOTE}"
+        ) from None
+
+
+def prepare_static(model: nn.Module, qconfig: Any, n_features: int) -> nn.Module:
+    """Copy, trace (FX graph mode), fuse Conv/Linear+ReLU and place observers; eval mode.
+
+    Fusion patterns and observer places are found from the traced graph, not from names.
+    """
+    _tq()
+    return _prepare_fx(copy.deepcopy(model).eval(), qconfig, n_features, qat=False)
+
+
+def prepare_qat(model: nn.Module, qconfig: Any, n_features: int) -> nn.Module:
+    """Copy, trace, fuse and swap in fake-quantized layers (train mode).
 
     The fake-quantized layers keep the weights of ``model``: fine-tuning starts from them.
     """
-    tq = _tq()
-    fused = copy.deepcopy(model).train()
-    fuse = getattr(tq, "fuse_modules_qat", tq.fuse_modules)
-    with quiet():
-        fuse(fused, model.fusion_groups(), inplace=True)
-        wrapped = tq.QuantWrapper(fused)
-        wrapped.qconfig = qconfig
-        return tq.prepare_qat(wrapped.train(), inplace=False)
+    _tq()
+    return _prepare_fx(copy.deepcopy(model).train(), qconfig, n_features, qat=True)
 
 
 @torch.no_grad()
@@ -303,10 +486,12 @@ def observe(prepared: nn.Module, rows: torch.Tensor, batch_size: int = 1024) -> 
 
 
 def convert(prepared: nn.Module) -> nn.Module:
-    """Observed or fake-quantized module -> int8 module (CPU, eval); ``prepared`` is kept."""
-    tq = _tq()
-    with quiet():
-        return tq.convert(copy.deepcopy(prepared).cpu().eval(), inplace=False)
+    """Observed or fake-quantized graph -> int8 graph module (CPU, eval); ``prepared`` is kept."""
+    _tq()
+    from torch.ao.quantization import quantize_fx
+
+    with quiet(), _no_stack_traces():
+        return quantize_fx.convert_fx(copy.deepcopy(prepared).cpu().eval())
 
 
 def load_state(module: nn.Module, state: dict[str, Any]) -> nn.Module:
@@ -325,8 +510,8 @@ def set_observers(module: nn.Module, enabled: bool) -> None:
 def freeze_batch_stats(module: nn.Module) -> None:
     """Stop batch-norm statistics from updating (call after every ``train()``).
 
-    Covers fused QAT conv-bn modules and plain BatchNorm layers; the MLP has neither, so for it
-    this changes nothing, but a model that adds batch norm gets the configured schedule.
+    Covers fused QAT conv-bn modules and plain BatchNorm layers; a model without batch norm is
+    unchanged.
     """
     freeze = getattr(_nniqat(), "freeze_bn_stats", None)
     if freeze is not None:

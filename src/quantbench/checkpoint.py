@@ -6,7 +6,8 @@ Layout of the saved dict::
     method        variant name ("fp32", "rtn_w4", ...)
     kind          "fp32" or a registered kind
     params        the variant's resolved parameters (plain dict)
-    model         ModelConfig.to_dict(): what it takes to rebuild the module
+    model         ModelSpec.to_dict(): architecture, its parameters, feature and class
+                  counts (and a custom model file's sha256): what rebuilds the module
     feature_names list[str]                    class_names     list[str]
     torch_version str                          seed            int
     state         kind-specific tensors (packed low-bit weights stay packed)

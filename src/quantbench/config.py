@@ -130,6 +130,29 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     return canonical(resolved)
 
 
+def replicate_seeds(cfg: dict[str, Any]) -> list[int]:
+    """The seed of each replicate: ``replicates: n`` counts up from ``seed``; a list is taken as is.
+
+    A replicate's seed never depends on how many there are, so adding one keeps the others.
+    """
+    reps = cfg["replicates"]
+    if isinstance(reps, list):
+        return [int(s) for s in reps]
+    return [int(cfg["seed"]) + i for i in range(int(reps))]
+
+
+def replicate_name(seed: int) -> str:
+    """The ``{rep}`` wildcard of a replicate: ``seed42``."""
+    return f"seed{seed}"
+
+
+def replicate_seed(name: str) -> int:
+    """Inverse of :func:`replicate_name`."""
+    if not name.startswith("seed") or not name[4:].isdigit():
+        raise ValueError(f"replicate name {name!r} is not of the form seed<N>")
+    return int(name[4:])
+
+
 def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:
     """What the quantize job of one variant receives: its own parameters (plus the run's engine)."""
     variant = dict(cfg["methods"][name])

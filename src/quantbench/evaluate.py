@@ -1,7 +1,15 @@
-"""Evaluate one checkpoint: quality on the test split, size on disk, and timed speed."""
+"""Score one checkpoint: its predictions on the test split, its size, the path that ran.
+
+The score step writes facts only (see ``workflow/schemas/quality.schema.json``): the test labels,
+the model's predictions on the same rows, a fingerprint of those rows, the checkpoint's size and
+the kernels one forward pass ran. Accuracy, macro-F1, per-class scores, confusion matrices and
+every comparison with FP32 are computed from these facts by the report, so a scoring job needs
+no quiet machine and no scikit-learn.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -13,114 +21,101 @@ from torch import nn
 from quantbench.checkpoint import check_matches, tensor_bytes
 from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
-from quantbench.latency import (
-    TimingConfig,
-    cpu_name,
-    kernels_that_ran,
-    measure_latency,
-    measure_throughput,
-    set_threads,
-)
+from quantbench.kernels import describe_execution, kernels_that_ran, runs_int8
 from quantbench.loader import load_model
 
-# Facts a method reports at quantize time that the metrics carry on unchanged.
-_INFO_KEYS = ("layer_error", "history", "execution", "calibration_rows", "quantize_seconds")
+QUALITY_FORMAT = "quantbench-quality"
+QUALITY_VERSION = 1
+# Facts a method reports at quantize time that the quality record carries on unchanged.
+INFO_KEYS = (
+    "layer_error",
+    "history",
+    "calibration_rows",
+    "quantize_seconds",
+    "fine_tune_seconds",
+    "best_epoch",
+    "engine",
+    "weight_qscheme",
+    "group_size",
+    "epochs_run",
+    "best_val_loss",
+    "best_val_accuracy",
+    "coverage",
+)
 
 
 @torch.inference_mode()
 def predict(module: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """Class index of every row (argmax of the logits), in row order."""
     out = [module(x[i : i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)]
     return torch.cat(out).numpy()
 
 
-def quality(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
-
-    labels = list(range(len(class_names)))
-    prec, rec, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(np.mean(f1)),
-        "class_names": list(class_names),
-        "per_class": {
-            c: {
-                "precision": float(prec[i]),
-                "recall": float(rec[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, c in enumerate(class_names)
-        },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
+def test_rows_fingerprint(ds: Dataset) -> str:
+    """sha256 of the test features then the test labels: two records pair only on equal rows."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(ds.x_test, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(ds.y_test, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
-def describe_execution(kernels: list[str], info: dict[str, Any]) -> str:
-    if "execution" in info:
-        return str(info["execution"])
-    if any(k.startswith("quantized::") for k in kernels):
-        return "int8 kernels"
-    return "fp32"
-
-
-def evaluate_checkpoint(
-    ckpt_path: str | os.PathLike[str],
-    ds: Dataset,
-    timing: TimingConfig,
-    info: dict[str, Any] | None = None,
+def score_checkpoint(
+    ckpt_path: str | os.PathLike[str], ds: Dataset, info: dict[str, Any]
 ) -> dict[str, Any]:
-    """Build the metrics dict of the metrics schema for one checkpoint."""
-    info = info or {}
-    set_threads(timing.threads)
+    """The facts of the quality record for one checkpoint on the dataset's test rows."""
     loaded = load_model(ckpt_path)
     meta = loaded.meta
     check_matches(meta, list(ds.feature_names), list(ds.class_names), ckpt_path)
     x_test = torch.from_numpy(ds.x_test)
-    metrics: dict[str, Any] = {
+    kernels = kernels_that_ran(loaded.module, x_test)
+    int8 = runs_int8(kernels)
+    return {
         "method": meta["method"],
         "kind": meta["kind"],
         "params": meta["params"],
         "bits": int(info.get("bits", 32 if meta["kind"] == "fp32" else 8)),
         "seed": int(meta.get("seed", 0)),
-        **quality(ds.y_test, predict(loaded.module, x_test), list(ds.class_names)),
+        "class_names": list(ds.class_names),
+        "test_rows": int(ds.x_test.shape[0]),
+        "test_rows_sha256": test_rows_fingerprint(ds),
+        "labels": ds.y_test.astype(int).tolist(),
+        "predictions": predict(loaded.module, x_test).astype(int).tolist(),
         "size_bytes": Path(ckpt_path).stat().st_size,
         "payload_bytes": tensor_bytes(loaded.state),
-    }
-    kernels = kernels_that_ran(loaded.module, x_test)
-    metrics |= {
-        "latency_ms": measure_latency(loaded.module, x_test, timing),
-        "throughput": measure_throughput(loaded.module, x_test, timing),
         "kernels": kernels,
         "execution": describe_execution(kernels, info),
-        "engine": torch.backends.quantized.engine
-        if any(k.startswith("quantized::") for k in kernels)
-        else None,
-        "threads": torch.get_num_threads(),
+        "engine": torch.backends.quantized.engine if int8 else None,
         "device": "cpu",
         "torch_version": str(torch.__version__),
-        "cpu": cpu_name(),
+        "info": {k: info[k] for k in INFO_KEYS if k in info},
     }
-    metrics |= {k: info[k] for k in _INFO_KEYS if k in info and k != "execution"}
-    return metrics
 
 
-def run_evaluation(
+def run_scoring(
     checkpoint_path: str,
     dataset_path: str,
     info_path: str | None,
-    timing: dict[str, Any],
+    model: str,
+    replicate: str,
     engine: str,
-    metrics_out: str,
+    quality_out: str,
 ) -> None:
-    """The evaluate step: one checkpoint in, its metrics JSON out."""
+    """The score step: one checkpoint in, its quality record out."""
     from quantbench import ao
 
     if ao.available():
         ao.use_engine(ao.select_engine(engine))
+    torch.set_num_threads(1)
     ds = load_dataset(dataset_path)
     info = read_json(info_path) if info_path else {}
-    metrics = evaluate_checkpoint(checkpoint_path, ds, TimingConfig(**timing), info)
-    write_json(metrics_out, metrics)
+    record = score_checkpoint(checkpoint_path, ds, info)
+    write_json(
+        quality_out,
+        {
+            "format": QUALITY_FORMAT,
+            "version": QUALITY_VERSION,
+            "model": model,
+            "replicate": replicate,
+            **record,
+        },
+    )

@@ -1,16 +1,33 @@
-"""One timing harness for every model: same inputs, same threads, warm-up, repeats.
+"""One timing harness for every model: paired, interleaved rounds on the same inputs.
 
-Batch-1 latency cycles over the first test rows one call at a time; throughput runs full batches
-of ``batch_size`` rows. Every figure is a wall-clock measurement of the module's forward pass
-under ``torch.inference_mode``; nothing is estimated.
+A method's model (``candidate``) is timed against FP32 (``reference``) in one process, so that
+machine drift (clock speed, a busy neighbour core, the host of a virtual machine) hits both
+alike. After an untimed warm-up of both, ``rounds`` rounds follow; the order alternates (round 0:
+reference first, round 1: candidate first, ...). In each round each side runs a block of batch-1
+calls (its share of ``latency_samples``, on the same test rows for both sides), then a block of
+full-batch passes (its share of ``throughput_repeats``, on the same ``batch_size`` rows); the
+two batch-1 blocks run back to back, then the two blocks of passes, so that each pair of blocks
+being compared lies a few milliseconds apart. Every call and pass is a wall-clock measurement
+(``perf_counter_ns``) of the module's forward under ``torch.inference_mode``; nothing is
+estimated and nothing is summarised here (the report derives the figures and intervals).
+
+Speed states of a shared CPU change within milliseconds, so many short rounds pair better than
+a few long ones. Where a module's tensors lie in memory also shifts its speed a little for the
+life of the process; each side therefore rotates through several deep copies placed at
+different addresses, one per round, so that layout enters the round-to-round spread (and the
+interval) instead of biasing one side.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
+import itertools
 import platform
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +35,36 @@ import numpy as np
 import torch
 from torch import nn
 
-# Operators that do a layer's matrix work; the profiler reports which of them really ran.
-_LINEAR_OPS = ("aten::addmm", "aten::mm", "aten::bmm")
-# Dispatchers that only call one of the above; named only when nothing below them shows up.
-_WRAPPER_OPS = ("aten::linear", "aten::matmul")
+from quantbench.checkpoint import CheckpointError, check_matches
+from quantbench.dataset import Dataset, load_dataset
+from quantbench.files import read_json, write_json
+from quantbench.kernels import describe_execution, kernels_that_ran, runs_int8
+from quantbench.loader import LoadedModel, load_model
+
+# Untimed batch-1 calls (passes) of each side before each of its blocks in a round.
+ROUND_WARMUP = 1
+# Deep copies of each model the rounds rotate through (different memory layouts).
+LAYOUTS = 8
+
+
+SIDES = ("reference", "candidate")
+TIMING_FORMAT = "quantbench-timing"
+TIMING_VERSION = 1
+
+# A module factory: called once per round, it returns the module that round times.
+Factory = Callable[[], nn.Module]
 
 
 @dataclass(frozen=True)
 class TimingConfig:
+    """``latency_samples`` and ``throughput_repeats``: totals per side, spread over ``rounds``."""
+
     threads: int = 1
     batch_size: int = 512
     warmup: int = 100
+    rounds: int = 100
     latency_samples: int = 2000
-    throughput_repeats: int = 200
+    throughput_repeats: int = 400
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch_size", "latency_samples", "throughput_repeats"):
@@ -38,6 +72,19 @@ class TimingConfig:
                 raise ValueError(f"evaluate.{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"evaluate.warmup must be >= 0, got {self.warmup}")
+        if self.rounds < 2:
+            raise ValueError(
+                f"evaluate.rounds must be >= 2 (an interval needs two rounds), got {self.rounds}"
+            )
+        for name in ("latency_samples", "throughput_repeats"):
+            if getattr(self, name) < self.rounds:
+                raise ValueError(
+                    f"evaluate.{name} ({getattr(self, name)}) is below evaluate.rounds "
+                    f"({self.rounds}): every round needs one; raise {name} or lower rounds"
+                )
+
+    def settings(self) -> dict[str, int]:
+        return {k: int(v) for k, v in asdict(self).items()}
 
 
 def set_threads(n: int) -> None:
@@ -51,6 +98,143 @@ def batch_of(x: torch.Tensor, n: int) -> torch.Tensor:
     """The first ``n`` rows of ``x``, tiled when it has fewer (the same data for every model)."""
     reps = -(-n // x.shape[0])
     return x.repeat(reps, 1)[:n].contiguous() if reps > 1 else x[:n].contiguous()
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` block sizes that differ by at most one, larger blocks first."""
+    q, r = divmod(total, parts)
+    return [q + (i < r) for i in range(parts)]
+
+
+def round_order(r: int) -> tuple[str, str]:
+    """Round 0 times the reference first, round 1 the candidate first, and so on."""
+    return SIDES if r % 2 == 0 else (SIDES[1], SIDES[0])
+
+
+@contextlib.contextmanager
+def _timing_conditions(threads: int) -> Iterator[None]:
+    """``threads`` intra-op threads and no garbage-collection pauses (as ``timeit`` does)."""
+    was_enabled, previous = gc.isenabled(), torch.get_num_threads()
+    torch.set_num_threads(threads)
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        torch.set_num_threads(previous)
+
+
+@torch.inference_mode()
+def time_calls(module: nn.Module, rows: torch.Tensor) -> list[float]:
+    """Milliseconds of one batch-1 call per row of ``rows`` (n, features), in row order."""
+    times = []
+    for i in range(rows.shape[0]):
+        row = rows[i : i + 1]  # (1, features)
+        t0 = time.perf_counter_ns()
+        module(row)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+@torch.inference_mode()
+def time_passes(module: nn.Module, batch: torch.Tensor, n: int) -> list[float]:
+    """Milliseconds of ``n`` forward passes over the whole ``batch`` (batch_size, features)."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        module(batch)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+@torch.inference_mode()
+def warm_calls(module: nn.Module, rows: torch.Tensor, n: int) -> None:
+    """``n`` untimed batch-1 calls, cycling over ``rows`` (m, features)."""
+    for i in range(n):
+        j = i % rows.shape[0]
+        module(rows[j : j + 1])
+
+
+@torch.inference_mode()
+def warm_passes(module: nn.Module, batch: torch.Tensor, n: int) -> None:
+    """``n`` untimed passes over ``batch``."""
+    for _ in range(n):
+        module(batch)
+
+
+def paired_rounds(
+    make: Mapping[str, Factory],
+    x: torch.Tensor,
+    cfg: TimingConfig,
+    round_warmup: int = ROUND_WARMUP,
+) -> list[dict[str, Any]]:
+    """Time ``make["reference"]()`` against ``make["candidate"]()`` in interleaved rounds,
+    with ``cfg.threads`` torch threads.
+
+    The warm-up (``cfg.warmup`` untimed calls and passes per side) and every round each ask
+    the side's factory for its module. Returns the ``rounds`` list of the timing JSON: per
+    round its ``order`` and, per side, ``latency_ms`` (one entry per batch-1 call) and
+    ``pass_ms`` (one per pass).
+    """
+    rows = batch_of(x, cfg.latency_samples)  # (latency_samples, features), both sides alike
+    batch = batch_of(x, cfg.batch_size)  # (batch_size, features)
+    calls = split_evenly(cfg.latency_samples, cfg.rounds)
+    passes = split_evenly(cfg.throughput_repeats, cfg.rounds)
+    rounds = []
+    with _timing_conditions(cfg.threads):
+        for side in SIDES:
+            for i in range(cfg.warmup):  # a new module each time: every copy gets its share
+                module = make[side]()
+                warm_calls(module, rows[i % rows.shape[0] :], 1)
+                warm_passes(module, batch, 1)
+        start = 0
+        for r in range(cfg.rounds):
+            block = rows[start : start + calls[r]]  # this round's rows, the same for both sides
+            start += calls[r]
+            rounds.append(_time_round(make, round_order(r), block, batch, passes[r], round_warmup))
+    return rounds
+
+
+def _time_round(
+    make: Mapping[str, Factory],
+    order: tuple[str, str],
+    rows: torch.Tensor,
+    batch: torch.Tensor,
+    passes: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """One round: the batch-1 blocks of both sides in ``order``, then their blocks of passes,
+    each block after ``warmup`` untimed calls (passes) of its own."""
+    modules = {side: make[side]() for side in order}
+    result: dict[str, Any] = {"order": list(order), **{side: {} for side in SIDES}}
+    for side in order:
+        warm_calls(modules[side], rows, warmup)
+        result[side]["latency_ms"] = time_calls(modules[side], rows)
+    for side in order:
+        warm_passes(modules[side], batch, warmup)
+        result[side]["pass_ms"] = time_passes(modules[side], batch, passes)
+    return result
+
+
+class RotatingCopies:
+    """A factory that hands out ``copies`` deep copies of ``module`` in turn.
+
+    All copies live at once, each behind a spacer of random size, so they lie at different
+    addresses (a copy made after freeing the last would get its addresses back).
+    """
+
+    def __init__(self, module: nn.Module, copies: int = LAYOUTS, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self._spacers, self.pool = [], []
+        for _ in range(copies):
+            self._spacers.append(torch.empty(int(rng.integers(1, 4096)) * 64, dtype=torch.uint8))
+            self.pool.append(copy.deepcopy(module))
+        self._turn = itertools.count()
+
+    def __call__(self) -> nn.Module:
+        return self.pool[next(self._turn) % len(self.pool)]
 
 
 @torch.inference_mode()
@@ -92,32 +276,6 @@ def measure_throughput(module: nn.Module, x: torch.Tensor, cfg: TimingConfig) ->
     }
 
 
-def _op_names(module: nn.Module, x: torch.Tensor) -> list[str]:
-    """Operator names of one forward pass, in the order they ran.
-
-    The autograd profiler without Kineto costs milliseconds; starting Kineto (torch.profiler)
-    costs about a second per process, so it is only the fallback where the former is gone.
-    """
-    try:
-        with torch.autograd.profiler.profile(use_kineto=False) as prof:
-            module(x)
-        return [e.name for e in prof.function_events]
-    except (TypeError, RuntimeError, AttributeError):
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            module(x)
-        return [e.name for e in prof.events()]
-
-
-@torch.inference_mode()
-def kernels_that_ran(module: nn.Module, x: torch.Tensor) -> list[str]:
-    """Names of the quantized and linear-algebra operators one forward pass really executed."""
-    ops = _op_names(module, x[:8])
-    names = [n for n in dict.fromkeys(ops) if n.startswith("quantized::") or n in _LINEAR_OPS]
-    return names or [n for n in dict.fromkeys(ops) if n in _WRAPPER_OPS]
-
-
 def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -125,3 +283,92 @@ def cpu_name() -> str:
             if line.lower().startswith(("model name", "hardware", "cpu model")):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------- the time step
+
+
+def _describe_side(loaded: LoadedModel, x: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
+    kernels = kernels_that_ran(loaded.module, x)
+    int8 = runs_int8(kernels)
+    return {
+        "method": str(loaded.meta["method"]),
+        "kind": str(loaded.meta["kind"]),
+        "kernels": kernels,
+        "execution": describe_execution(kernels, info),
+        "engine": torch.backends.quantized.engine if int8 else None,
+    }
+
+
+def _load_pair(
+    reference_path: str, candidate_path: str, method: str, ds: Dataset
+) -> tuple[LoadedModel, LoadedModel]:
+    """Both checkpoints, refused (one line) unless they fit the dataset and each other."""
+    ref, cand = load_model(reference_path), load_model(candidate_path)
+    for loaded, path in ((ref, reference_path), (cand, candidate_path)):
+        check_matches(loaded.meta, list(ds.feature_names), list(ds.class_names), path)
+    if ref.meta["kind"] != "fp32":
+        raise CheckpointError(
+            f"{reference_path}: the reference must be an fp32 checkpoint, this one is "
+            f"{ref.meta['kind']!r}; pass the FP32 model of the same replicate"
+        )
+    if cand.meta["method"] != method:
+        raise CheckpointError(
+            f"{candidate_path}: checkpoint of method {cand.meta['method']!r}, not {method!r}; "
+            "delete it and rerun the workflow"
+        )
+    if ref.meta["model"] != cand.meta["model"]:
+        raise CheckpointError(
+            f"{candidate_path}: model shape {cand.meta['model']} differs from the reference's "
+            f"{ref.meta['model']}; rerun the workflow so both come from the same FP32 model"
+        )
+    return ref, cand
+
+
+def run_timing(
+    reference_path: str,
+    candidate_path: str,
+    dataset_path: str,
+    info_path: str | None,
+    model: str,
+    method: str,
+    replicate: str,
+    timing: dict[str, Any],
+    engine: str,
+    timing_out: str,
+) -> None:
+    """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out."""
+    from quantbench import ao
+
+    if ao.available():
+        ao.use_engine(ao.select_engine(engine))
+    cfg = TimingConfig(**timing)
+    set_threads(cfg.threads)
+    ds = load_dataset(dataset_path)
+    ref, cand = _load_pair(reference_path, candidate_path, method, ds)
+    x = torch.from_numpy(ds.x_test)
+    info = read_json(info_path) if info_path else {}
+    sides = {"reference": _describe_side(ref, x, {}), "candidate": _describe_side(cand, x, info)}
+    make = {
+        "reference": RotatingCopies(ref.module, seed=0),
+        "candidate": RotatingCopies(cand.module, seed=1),
+    }
+    rounds = paired_rounds(make, x, cfg)
+    write_json(
+        timing_out,
+        {
+            "format": TIMING_FORMAT,
+            "version": TIMING_VERSION,
+            "model": model,
+            "method": method,
+            "kind": sides["candidate"]["kind"],
+            "replicate": replicate,
+            "settings": cfg.settings(),
+            **sides,
+            "rounds": rounds,
+            "threads": torch.get_num_threads(),
+            "device": "cpu",
+            "torch_version": str(torch.__version__),
+            "cpu": cpu_name(),
+        },
+    )

@@ -12,7 +12,7 @@ from torch import nn
 from quantbench import methods
 from quantbench.ao import quiet
 from quantbench.checkpoint import CheckpointError, read_checkpoint
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -22,27 +22,41 @@ class LoadedModel:
     state: dict[str, Any]  # the stored tensors, as on disk (packed weights stay packed)
 
     @property
-    def model_cfg(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.meta["model"])
+    def spec(self) -> ModelSpec:
+        return ModelSpec.from_dict(self.meta["model"])
 
 
-def build_fp32(model_cfg: ModelConfig, state: dict[str, torch.Tensor]) -> MLP:
-    model = MLP(model_cfg)
+def build_fp32(spec: ModelSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The FP32 module of ``spec`` with the checkpoint's weights (the torch RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        model = spec.build()
     model.load_state_dict(state)
     return model.eval()
 
 
+def model_spec(meta: dict[str, Any], path: Any) -> ModelSpec:
+    """The checkpoint's model spec; a CheckpointError names the file and what is wrong."""
+    try:
+        return ModelSpec.from_dict(meta["model"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: model entry unusable ({exc}); rerun the workflow") from None
+
+
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Read with ``weights_only=True`` and rebuild; a CheckpointError names what is wrong."""
+    """Read with ``weights_only=True`` and rebuild; a CheckpointError names what is wrong.
+
+    A custom model is rebuilt from its file, which must still have the content it was trained
+    with (its SHA-256 is in the checkpoint).
+    """
     with quiet():  # int8 checkpoints make torch warn about quantized tensors and storages
         ckpt = read_checkpoint(path)
         meta = {k: v for k, v in ckpt.items() if k != "state"}
-        model_cfg = ModelConfig.from_dict(meta["model"])
-        if meta["kind"] == "fp32":
-            return LoadedModel(build_fp32(model_cfg, ckpt["state"]), meta, ckpt["state"])
+        spec = model_spec(meta, path)
         try:
+            if meta["kind"] == "fp32":
+                return LoadedModel(build_fp32(spec, ckpt["state"]), meta, ckpt["state"])
             params = methods.make_params(meta["kind"], meta["params"])
+            module = methods.get_kind(meta["kind"]).rebuild(spec, ckpt["state"], params)
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-        module = methods.get_kind(meta["kind"]).rebuild(model_cfg, ckpt["state"], params)
     return LoadedModel(module.eval(), meta, ckpt["state"])

@@ -14,7 +14,7 @@ from torch import nn
 from quantbench.checkpoint import save_checkpoint
 from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import write_json
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec, resolve
 
 log = logging.getLogger("quantbench.train")
 
@@ -92,12 +92,12 @@ def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[f
 
 
 def train_fp32(
-    ds: Dataset, model_cfg: ModelConfig, cfg: TrainConfig
-) -> tuple[MLP, list[dict[str, Any]]]:
+    ds: Dataset, spec: ModelSpec, cfg: TrainConfig
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train from a seeded init; return the best-validation-loss model (on CPU) and history."""
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = MLP(model_cfg).to(device)
+    model = spec.build().to(device)
     xt, yt = torch.from_numpy(ds.x_train).to(device), torch.from_numpy(ds.y_train).to(device)
     xv, yv = torch.from_numpy(ds.x_val).to(device), torch.from_numpy(ds.y_val).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -154,24 +154,23 @@ def run_training(
     checkpoint_out: str,
     history_out: str,
 ) -> None:
-    """The train_fp32 step: dataset in, FP32 checkpoint and history JSON out."""
+    """The train_fp32 step: dataset in, FP32 checkpoint and history JSON out.
+
+    ``model`` is a model spec, ``{arch: ..., **params}`` (:mod:`quantbench.models`; without
+    ``arch`` it is an MLP). A bad spec stops here, before any training, with one line.
+    """
     ds = load_dataset(dataset_path)
-    model_cfg = ModelConfig(
-        in_features=ds.n_features,
-        hidden=tuple(model["hidden"]),
-        n_classes=ds.n_classes,
-        dropout=float(model["dropout"]),
-    )
+    spec = resolve(model, ds.n_features, ds.n_classes)
     cfg = TrainConfig(**train, seed=seed)
     torch.set_num_threads(cfg.threads)
     device = str(resolve_device(cfg.device))
-    log.info("training %s on %s, %d train rows", model_cfg, device, ds.x_train.shape[0])
-    net, history = train_fp32(ds, model_cfg, cfg)
+    log.info("training %s on %s, %d train rows", spec, device, ds.x_train.shape[0])
+    net, history = train_fp32(ds, spec, cfg)
     meta = {
         "method": "fp32",
         "kind": "fp32",
         "params": {"model": model, "train": train},
-        "model": model_cfg.to_dict(),
+        "model": spec.to_dict(),
         "feature_names": list(ds.feature_names),
         "class_names": list(ds.class_names),
         "seed": seed,

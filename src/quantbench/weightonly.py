@@ -1,13 +1,19 @@
 """Machinery shared by the weight-only kinds (``rtn`` and ``gptq``).
 
-- parameter checks both kinds share (bits, group size, symmetry) and :func:`check_fits`;
-- :func:`quantize_layers`: visit the Linear layers input to output, quantize each one on the
-  inputs it receives from the already-quantized layers before it, and measure its output error;
+- parameter checks both kinds share (bits, group size, symmetry) and :func:`check_model_fits`;
+- :func:`matrix_layers`: the ``nn.Linear`` and ``nn.Conv1d`` layers in the order the forward
+  pass calls them, found with forward hooks on a probe row (not from the model's structure);
+- :func:`quantize_layers`: quantize them in that order, each on the inputs it receives from the
+  already-quantized layers before it (captured by a hook), and measure its output error;
 - the packed checkpoint state (:func:`pack_state`) and the runnable module built from it
   (:func:`build_module`), so ``quantize()`` and the checkpoint loader build the same module.
 
-Output error of a layer with weight ``W`` (out, in), quantized weight ``Ŵ`` and inputs ``X``
-(n, in)::
+Each layer is a matrix ``W`` (out, in) applied to rows ``X`` (n, in). A Linear's rows are its
+input vectors (a transformer's tokens are rows too). A ``Conv1d`` with weight (out, C, k) is
+the matrix ``W = weight.reshape(out, C·k)`` applied to its unfolded input, one row of ``C·k``
+values per output position (column ``c·k + j`` is channel ``c`` at kernel tap ``j``), as the
+GPTQ reference code treats ``Conv2d`` with ``nn.Unfold``. Output error of a layer with
+quantized weight ``Ŵ``::
 
     error = ‖X Wᵀ − X Ŵᵀ‖²_F / n        (sum over rows and outputs, divided by the row count)
 
@@ -19,7 +25,7 @@ on held-out rows (validation rows).
 Packed state layout (``QuantizedModel.state``, stored in the checkpoint)::
 
     format "quantbench-weightonly"   version 1   bits int   group_size int
-    layers {"layers.fc0": {"shape": [out, in],
+    layers {"layers.fc0": {"shape": weight shape, [out, in] or [out, C, k] (Conv1d),
                            "qweight": uint8 (bit-packed codes, row-major),
                            "scales":  float16 (out, groups),
                            "qzeros":  uint8 (bit-packed zero codes, (out, groups) row-major),
@@ -28,11 +34,14 @@ Packed state layout (``QuantizedModel.state``, stored in the checkpoint)::
                                       ceil(log2(groups)) bits; int32 beyond 256 groups),
                                       only when act-order reordered the groups},
             ...}
+    fp32   {state_dict key: tensor} of every parameter and buffer outside those layers
+           (LayerNorm, embeddings, ...), only when there is any
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from quantbench import ao, coverage
+from quantbench.coverage import Decision, Layer
 from quantbench.grid import (
     BITS,
     Grid,
@@ -49,7 +60,6 @@ from quantbench.grid import (
     group_count,
 )
 from quantbench.methods.base import QuantizedModel
-from quantbench.model import MLP, ModelConfig
 from quantbench.packing import pack, unpack
 
 STATE_FORMAT = "quantbench-weightonly"
@@ -59,7 +69,8 @@ EXEC_FP32 = "dequantized to fp32 at load (group-wise codes)"
 
 # (layer name, W (out, in) float32, X (n, in) float32) -> the layer's weight on the grid
 LayerQuantizer = Callable[[str, torch.Tensor, torch.Tensor], QuantizedWeight]
-PackedLayers = dict[str, tuple[QuantizedWeight, torch.Tensor]]  # name -> (weight, bias)
+# name -> (weight on the grid, bias or None, the layer's weight shape)
+PackedLayers = dict[str, tuple[QuantizedWeight, torch.Tensor | None, list[int]]]
 
 
 # ---------------------------------------------------------------- parameter checks
@@ -84,31 +95,118 @@ def check_grid_params(bits: Any, group_size: Any, symmetric: Any) -> None:
 
 
 def check_fits(group_size: int, in_widths: list[int], names: list[str] | None = None) -> None:
-    """Check that ``group_size`` can be used on layers of the given input widths.
+    """Check that ``group_size`` fits layers of these input widths, given in execution order.
 
     Rule: groups are consecutive runs of ``group_size`` input columns and the last group of a
-    row may be shorter (ragged), so any positive group size fits any width; a layer narrower
-    than ``group_size`` gets one group per row. Raises ValueError for a group size that is
-    neither -1 nor positive, or for a width below 1, naming the layer.
+    row may be shorter (ragged). A group may not be wider than a layer, except in the first
+    layer, which reads the model's input (its width is set by the data, or by a kernel over it):
+    there a wider group is one group per row. Raises ValueError naming the layer otherwise, or
+    for a width below 1.
     """
     check_group_size(group_size)
     names = names or [f"layer {i}" for i in range(len(in_widths))]
-    for name, width in zip(names, in_widths, strict=True):
+    for i, (name, width) in enumerate(zip(names, in_widths, strict=True)):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise ValueError(f"{name}: input width must be a positive int, got {width!r}")
+        if i > 0 and group_size > width:
+            narrowest = min(in_widths[1:])
+            raise ValueError(
+                f"group_size {group_size} is wider than layer {name} ({width} input columns); "
+                f"use a group_size of at most {narrowest} or -1 (one group per output channel)"
+            )
 
 
-def linear_layers(model: MLP) -> list[tuple[str, nn.Linear]]:
-    """``(qualified name, module)`` of every Linear layer, input to output."""
+# ---------------------------------------------------------------- the layers and their inputs
+
+MatrixLayer = nn.Linear | nn.Conv1d
+
+
+def unsupported(module: nn.Module) -> str | None:
+    """Why a Linear or Conv1d cannot be handled as a matrix here (None: it can)."""
+    if isinstance(module, nn.Conv1d):
+        if module.groups != 1:
+            return f"grouped convolution (groups={module.groups}): not one matrix"
+        if module.padding_mode != "zeros":
+            return f"convolution with padding_mode={module.padding_mode!r}: only zero padding"
+        if isinstance(module.padding, str) and module.padding != "valid" and module.stride[0] != 1:
+            return "convolution with padding='same' and a stride: not supported"
+    return None
+
+
+def matrix_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, MatrixLayer]]:
+    """``(name, module)`` of every Linear and Conv1d the forward pass calls, in call order.
+
+    ``x`` is a probe batch; layers that are never called, or that :func:`unsupported` refuses,
+    are left out (the coverage record names them and says why).
+    """
+    modules = dict(model.named_modules())
     return [
-        (f"layers.{n}", m) for n, m in model.layers.named_children() if isinstance(m, nn.Linear)
+        (layer.name, modules[layer.name])
+        for layer in coverage.inventory(model, x)
+        if layer.order >= 0
+        and isinstance(modules[layer.name], (nn.Linear, nn.Conv1d))
+        and unsupported(modules[layer.name]) is None
     ]
 
 
-def check_model_fits(model: MLP, group_size: int) -> None:
-    """:func:`check_fits` on the model's own layers (names and input widths)."""
-    layers = linear_layers(model)
-    check_fits(group_size, [m.in_features for _, m in layers], [n for n, _ in layers])
+def as_matrix(module: MatrixLayer) -> torch.Tensor:
+    """The layer's weight as a matrix (out, in): a Conv1d weight (out, C, k) -> (out, C·k)."""
+    return module.weight.detach().reshape(module.weight.shape[0], -1).clone()
+
+
+def _conv_padding(conv: nn.Conv1d) -> tuple[int, int]:
+    """(left, right) zero padding of a Conv1d, 'same' and 'valid' resolved."""
+    if conv.padding == "valid":
+        return 0, 0
+    if conv.padding == "same":
+        total = conv.dilation[0] * (conv.kernel_size[0] - 1)
+        return total // 2, total - total // 2
+    return conv.padding[0], conv.padding[0]
+
+
+def input_rows(module: MatrixLayer, x: torch.Tensor) -> torch.Tensor:
+    """The rows ``X`` (n, in) the layer's matrix multiplies, from one input tensor ``x``.
+
+    Linear: ``x`` (..., in) -> (prod(...), in). Conv1d: ``x`` (batch, C, L) -> its unfolded
+    input (batch · L_out, C · k), columns in the order of :func:`as_matrix`.
+    """
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, module.in_features)
+    if x.dim() == 2:  # an unbatched (C, L) input
+        x = x.unsqueeze(0)
+    x = nn.functional.pad(x, _conv_padding(module))  # (batch, C, L + padding)
+    cols = nn.functional.unfold(
+        x.unsqueeze(2),  # (batch, C, 1, L): a one-row image
+        kernel_size=(1, module.kernel_size[0]),
+        dilation=(1, module.dilation[0]),
+        stride=(1, module.stride[0]),
+    )  # (batch, C · k, L_out)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+@torch.no_grad()
+def captured_rows(
+    model: nn.Module, module: MatrixLayer, x: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
+    """Rows ``X`` (n, in) the layer receives when ``x`` runs through ``model`` (every call)."""
+    rows: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        rows.append(input_rows(module, inputs[0].detach()))
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        for start in range(0, x.shape[0], chunk):
+            model(x[start : start + chunk])
+    finally:
+        handle.remove()
+    return torch.cat(rows)
+
+
+def check_model_fits(model: nn.Module, group_size: int, n_features: int) -> None:
+    """:func:`check_fits` on the model's own matrix layers, in execution order."""
+    layers = matrix_layers(model, coverage.probe(n_features))
+    check_fits(group_size, [as_matrix(m).shape[1] for _, m in layers], [n for n, _ in layers])
 
 
 # ---------------------------------------------------------------- layer-by-layer quantization
@@ -120,35 +218,43 @@ def output_error(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float
     return float((X.double() @ D).pow(2).sum() / max(X.shape[0], 1))
 
 
+def _bias(module: MatrixLayer) -> torch.Tensor | None:
+    return None if module.bias is None else module.bias.detach().float().cpu().clone()
+
+
 @torch.no_grad()
 def quantize_layers(
-    fp32_model: MLP, x_calib: torch.Tensor, x_heldout: torch.Tensor, quantize_layer: LayerQuantizer
+    fp32_model: nn.Module,
+    x_calib: torch.Tensor,
+    x_heldout: torch.Tensor,
+    quantize_layer: LayerQuantizer,
 ) -> tuple[PackedLayers, list[dict[str, Any]]]:
-    """Quantize every Linear in order, each on the inputs the quantized layers before it give.
+    """Quantize every matrix layer in call order, each on the inputs the quantized layers
+    before it give.
 
-    Returns the layers (on CPU) and ``[{"layer", "calib", "heldout"}, ...]`` output errors.
-    Runs on the device of ``x_calib``; ``fp32_model`` itself is left untouched.
+    Returns the layers (on CPU) and ``[{"layer", "calib", "heldout", "rows"}, ...]`` output
+    errors. Runs on the device of ``x_calib``; ``fp32_model`` itself is left untouched.
     """
     model = copy.deepcopy(fp32_model).eval().to(x_calib.device)
     x_heldout = x_heldout.to(x_calib.device)
+    probe = coverage.probe(x_calib.shape[1]).to(x_calib.device)
     layers: PackedLayers = {}
     errors: list[dict[str, Any]] = []
-    for short, child in model.layers.named_children():
-        if isinstance(child, nn.Linear):
-            name = f"layers.{short}"
-            W = child.weight.detach().clone()  # (out, in)
-            qw = quantize_layer(name, W, x_calib)
-            W_hat = qw.dequantize()  # (out, in)
-            errors.append(
-                {
-                    "layer": name,
-                    "calib": output_error(x_calib, W, W_hat),
-                    "heldout": output_error(x_heldout, W, W_hat),
-                }
-            )
-            child.weight.copy_(W_hat)
-            layers[name] = (to_cpu(qw), child.bias.detach().float().cpu().clone())
-        x_calib, x_heldout = child(x_calib), child(x_heldout)
+    for name, module in matrix_layers(model, probe):
+        W = as_matrix(module)  # (out, in)
+        X, X_held = captured_rows(model, module, x_calib), captured_rows(model, module, x_heldout)
+        qw = quantize_layer(name, W, X)
+        W_hat = qw.dequantize()  # (out, in)
+        errors.append(
+            {
+                "layer": name,
+                "calib": output_error(X, W, W_hat),
+                "heldout": output_error(X_held, W, W_hat),
+                "rows": {"calib": int(X.shape[0]), "heldout": int(X_held.shape[0])},
+            }
+        )
+        module.weight.copy_(W_hat.reshape(module.weight.shape))
+        layers[name] = (to_cpu(qw), _bias(module), list(module.weight.shape))
     return layers, errors
 
 
@@ -166,15 +272,19 @@ def to_cpu(qw: QuantizedWeight) -> QuantizedWeight:
 # ---------------------------------------------------------------- packed state
 
 
-def pack_layer(qw: QuantizedWeight, bias: torch.Tensor) -> dict[str, Any]:
-    """One layer's checkpoint entry (see the module docstring)."""
+def pack_layer(
+    qw: QuantizedWeight, bias: torch.Tensor | None, shape: list[int] | None = None
+) -> dict[str, Any]:
+    """One layer's checkpoint entry (see the module docstring); ``shape``: the weight's own
+    shape when it is not the matrix's (a Conv1d's (out, C, k))."""
     entry: dict[str, Any] = {
-        "shape": [int(s) for s in qw.codes.shape],
+        "shape": [int(s) for s in (shape or qw.codes.shape)],
         "qweight": pack(qw.codes, qw.grid.bits),
         "scales": qw.scales.to(torch.float16).contiguous(),
         "qzeros": pack(qw.zeros, qw.grid.bits),
-        "bias": bias.float().contiguous(),
     }
+    if bias is not None:
+        entry["bias"] = bias.float().contiguous()
     if not qw.groups_contiguous:
         entry["g_idx"] = pack_g_idx(qw.g_idx, qw.scales.shape[1])
     return entry
@@ -199,8 +309,8 @@ def unpack_g_idx(stored: torch.Tensor, groups: int, width: int) -> torch.Tensor:
 
 
 def unpack_layer(entry: dict[str, Any], grid: Grid, group_size: int) -> QuantizedWeight:
-    """The layer's weight on the grid from its checkpoint entry."""
-    out, width = (int(s) for s in entry["shape"])
+    """The layer's weight on the grid (as the matrix (out, in)) from its checkpoint entry."""
+    out, width = int(entry["shape"][0]), math.prod(int(s) for s in entry["shape"][1:])
     groups = group_count(width, group_size)
     g_idx = entry.get("g_idx")
     return QuantizedWeight(
@@ -217,20 +327,43 @@ def unpack_layer(entry: dict[str, Any], grid: Grid, group_size: int) -> Quantize
     )
 
 
-def pack_state(layers: PackedLayers, bits: int, group_size: int) -> dict[str, Any]:
-    """The checkpoint ``state`` of a weight-only model (plain containers and tensors only)."""
-    return {
+def _packed_keys(layers: dict[str, Any]) -> set[str]:
+    return {f"{name}.{p}" for name in layers for p in ("weight", "bias")}
+
+
+def pack_state(
+    layers: PackedLayers, bits: int, group_size: int, fp32_model: nn.Module
+) -> dict[str, Any]:
+    """The checkpoint ``state`` of a weight-only model (plain containers and tensors only).
+
+    Parameters and buffers of ``fp32_model`` outside the packed layers are kept as they are.
+    """
+    state: dict[str, Any] = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "bits": int(bits),
         "group_size": int(group_size),
-        "layers": {name: pack_layer(qw, bias) for name, (qw, bias) in layers.items()},
+        "layers": {n: pack_layer(qw, bias, shape) for n, (qw, bias, shape) in layers.items()},
     }
+    packed = _packed_keys(layers)
+    rest = ao.without_keys(fp32_model.state_dict(), lambda k: k in packed)
+    if rest:
+        state["fp32"] = rest
+    return state
 
 
-def execution(group_size: int) -> str:
+def runs_int8(group_size: int, shape: list[int]) -> bool:
+    """Per-channel codes of a Linear run on int8 kernels; anything else is dequantized."""
+    return group_size == -1 and len(shape) == 2
+
+
+def execution(group_size: int, shapes: list[list[int]] | None = None) -> str:
     """How the packed codes run: int8 kernels when per-channel, else dequantized float32."""
-    return EXEC_INT8 if group_size == -1 else EXEC_FP32
+    if group_size != -1:
+        return EXEC_FP32
+    if shapes and any(len(s) != 2 for s in shapes):
+        return f"{EXEC_INT8} for Linear layers; convolutions {EXEC_FP32.split(' (')[0]}"
+    return EXEC_INT8
 
 
 # ---------------------------------------------------------------- runnable module
@@ -270,44 +403,96 @@ def check_state(state: dict[str, Any], bits: int, group_size: int) -> None:
         )
 
 
+def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, layer)
+
+
 @torch.no_grad()
-def build_module(model_cfg: ModelConfig, state: dict[str, Any], grid: Grid) -> nn.Module:
-    """The runnable CPU module of a packed state (int8 kernels or dequantized float32)."""
+def build_module(skeleton: nn.Module, state: dict[str, Any], grid: Grid) -> nn.Module:
+    """The runnable CPU module of a packed state (int8 kernels or dequantized float32).
+
+    ``skeleton`` is a module of the same architecture (its values are all overwritten, and
+    it is modified in place): a copy of the FP32 model, or one rebuilt from the checkpoint.
+    """
     group_size = int(state["group_size"])
-    with torch.random.fork_rng(devices=[]):
-        model = MLP(model_cfg)
-    layers = dict(linear_layers(model))
-    if sorted(layers) != sorted(state["layers"]):
-        raise ValueError(f"state has layers {sorted(state['layers'])}, model has {sorted(layers)}")
+    fp32 = state.get("fp32", {})
+    expected = set(skeleton.state_dict())
+    covered = _packed_keys(state["layers"]) | set(fp32)
+    if expected - covered:
+        raise ValueError(f"state lacks {sorted(expected - covered)} of the model")
+    _, unexpected = skeleton.load_state_dict(fp32, strict=False)
+    if unexpected:
+        raise ValueError(f"state holds {sorted(unexpected)}, which the model does not have")
     for name, entry in state["layers"].items():
         qw = unpack_layer(entry, grid, group_size)
-        if execution(group_size) == EXEC_INT8:
-            setattr(model.layers, name.split(".", 1)[1], int8_dynamic_linear(qw, entry["bias"]))
-        else:
-            layers[name].weight.copy_(qw.dequantize())
-            layers[name].bias.copy_(entry["bias"].float())
-    return model.eval()
+        layer = skeleton.get_submodule(name)
+        if runs_int8(group_size, entry["shape"]):
+            bias = entry.get("bias", torch.zeros(qw.codes.shape[0]))
+            _replace(skeleton, name, int8_dynamic_linear(qw, bias))
+            continue
+        layer.weight.copy_(qw.dequantize().reshape(entry["shape"]))
+        if "bias" in entry:
+            layer.bias.copy_(entry["bias"].float())
+    return skeleton.eval()
+
+
+def decide(state: dict[str, Any], grid: Grid):
+    """Coverage verdicts of a weight-only model: the packed layers are the quantized ones."""
+    group_size = int(state["group_size"])
+    where = "per output channel" if group_size == -1 else f"groups of {group_size}"
+
+    def verdict(layer: Layer, fp32_module: nn.Module) -> Decision:
+        entry = state["layers"].get(layer.name)
+        if entry is not None:
+            int8 = runs_int8(group_size, entry["shape"])
+            run = EXEC_INT8 if int8 else EXEC_FP32
+            return Decision(True, f"{grid.bits}-bit codes, {where}; {run}", int8_kernel=int8)
+        return Decision(False, fp32_reason(layer, fp32_module))
+
+    return verdict
+
+
+def fp32_reason(layer: Layer, module: nn.Module) -> str:
+    """Why the weight-only kinds leave this layer FP32."""
+    if isinstance(module, (nn.Linear, nn.Conv1d)):
+        if layer.order < 0:
+            return (
+                "not called as a module in the forward pass (its parent uses the weight "
+                "directly, as nn.MultiheadAttention does): no inputs to calibrate on"
+            )
+        return unsupported(module) or "not a matrix layer"
+    if isinstance(module, (nn.RNNBase, nn.modules.conv._ConvNd)):
+        return (
+            f"{type(module).__name__}: the weight-only kinds quantize Linear and Conv1d layers "
+            "(ptq_dynamic has int8 GRU/LSTM kernels, ptq_static and qat convolution kernels)"
+        )
+    return coverage.fp32_reason(module)
 
 
 def finish(
-    model_cfg: ModelConfig,
+    fp32_model: nn.Module,
     layers: PackedLayers,
     grid: Grid,
     group_size: int,
     layer_error: list[dict[str, Any]],
     t0: float,
     extra: dict[str, Any],
+    n_features: int,
 ) -> QuantizedModel:
     """Pack the layers, build the module from the packed state and describe the result."""
-    state = pack_state(layers, grid.bits, group_size)
-    module = build_module(model_cfg, state, grid)
+    fp32_model = fp32_model.cpu().eval()
+    state = pack_state(layers, grid.bits, group_size, fp32_model)
+    module = build_module(copy.deepcopy(fp32_model), state, grid)
+    shapes = [entry["shape"] for entry in state["layers"].values()]
     info = {
         "bits": grid.bits,
         "group_size": group_size,
         "symmetric": grid.symmetric,
-        "execution": execution(group_size),
+        "execution": execution(group_size, shapes),
         "layer_error": layer_error,
         "g_idx_stored": [n for n, e in state["layers"].items() if "g_idx" in e],
+        "coverage": coverage.report(fp32_model, coverage.probe(n_features), decide(state, grid)),
         **extra,
         "quantize_seconds": time.perf_counter() - t0,
     }

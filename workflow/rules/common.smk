@@ -1,4 +1,3 @@
-import glob
 import importlib.metadata
 import os
 import re
@@ -7,15 +6,22 @@ from pathlib import Path
 
 # The library lives in src/; the workflow needs it at parse time only for config checking.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from quantbench.config import ConfigError, method_params, resolve_config
+from quantbench.config import (
+    ConfigError,
+    method_params,
+    replicate_name,
+    replicate_seed,
+    replicate_seeds,
+    resolve_config,
+)
 from quantbench.deps import closure, kind_file
 
 
 report: "../report/workflow.rst"
 
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-METRICS_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "metrics.schema.json"
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+SCHEMA = SCHEMAS / "config.schema.yaml"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 
 # Snakemake merges --configfile into config.yaml key by key; a method list given on the command
@@ -32,11 +38,20 @@ config.clear()
 config.update(_resolved)
 
 METHODS = list(config["methods"])
-MODELS = ["fp32", *METHODS]
+VARIANTS = ["fp32", *METHODS]  # what is scored: the FP32 reference and every method
+MODELS = ["mlp"]  # named model variants (one MLP, built from the config's model block)
+REPS = [replicate_name(s) for s in replicate_seeds(config)]
+TIMED_REP = REPS[0]  # the replicate whose checkpoints are timed
 
-# Wildcard patterns: a quantize job makes exactly the configured variants; evaluate also fp32.
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in MODELS),
+    rep="|".join(re.escape(r) for r in REPS),
+
+
+# A quantize job makes exactly the configured variants; score also fp32; time only methods.
 METHOD_PATTERN = "|".join(re.escape(m) for m in METHODS)
-MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
+VARIANT_PATTERN = "|".join(re.escape(m) for m in VARIANTS)
 
 
 def torch_version():
@@ -54,8 +69,22 @@ def lib(*entries):
     return [os.path.relpath(LIB / f) for f in closure("logs.py", *entries)]
 
 
-def kind_of(model):
-    return "fp32" if model == "fp32" else config["methods"][model]["kind"]
+def schema(name):
+    return os.path.relpath(SCHEMAS / name)
+
+
+def kind_of(method):
+    return "fp32" if method == "fp32" else config["methods"][method]["kind"]
+
+
+def rep_seed(wildcards):
+    """The seed of the job's replicate (split, training, calibration, fine-tuning)."""
+    return replicate_seed(wildcards.rep)
+
+
+def model_params(model):
+    """The parameters of one named model variant."""
+    return config["model"]
 
 
 def csv_files():
@@ -68,45 +97,55 @@ def csv_files():
         raise WorkflowError(f"config error: {exc}") from None
 
 
-# What preprocess needs to know about the generated data: its own layout is fixed.
-SYNTHETIC_DATA_KEYS = ("nonfinite", "categorical", "val_fraction", "test_fraction")
-
-
-def get_preprocess_data_params():
-    data = config["data"]
-    if data["source"] == "synthetic":
-        return {k: data[k] for k in SYNTHETIC_DATA_KEYS}
-    return {k: v for k, v in data.items() if k not in ("source", "synthetic")}
-
-
 def get_preprocess_input():
     if config["data"]["source"] == "synthetic":
         return ["results/data/raw.csv"]
     return csv_files()
 
 
+def checkpoint(model, rep, method):
+    return f"results/models/{model}/{rep}/{method}.pt"
+
+
 def get_quantize_input(wildcards):
     return {
-        "fp32": "results/models/fp32.pt",
-        "dataset": "results/data/dataset.npz",
+        "fp32": checkpoint(wildcards.model, wildcards.rep, "fp32"),
+        "dataset": f"results/data/{wildcards.rep}/dataset.npz",
         "lib": lib("quantize.py", kind_file(kind_of(wildcards.method))),
     }
 
 
-def get_evaluate_input(wildcards):
-    model = wildcards.method
+def get_score_input(wildcards):
+    method = wildcards.method
     inputs = {
-        "checkpoint": f"results/models/{model}.pt",
-        "dataset": "results/data/dataset.npz",
+        "checkpoint": checkpoint(wildcards.model, wildcards.rep, method),
+        "dataset": f"results/data/{wildcards.rep}/dataset.npz",
         "lib": lib("evaluate.py"),
     }
-    if model != "fp32":
-        inputs["info"] = f"results/models/{model}.info.json"
-        inputs["lib"] = lib("evaluate.py", kind_file(kind_of(model)))
+    if method == "fp32":
+        inputs["info"] = (
+            f"results/models/{wildcards.model}/{wildcards.rep}/fp32.history.json"
+        )
+    else:
+        inputs["info"] = (
+            f"results/models/{wildcards.model}/{wildcards.rep}/{method}.info.json"
+        )
+        inputs["lib"] = lib("evaluate.py", kind_file(kind_of(method)))
     return inputs
 
 
-def get_evaluate_threads():
+def get_time_input(wildcards):
+    model, method = wildcards.model, wildcards.method
+    return {
+        "reference": checkpoint(model, TIMED_REP, "fp32"),
+        "candidate": checkpoint(model, TIMED_REP, method),
+        "info": f"results/models/{model}/{TIMED_REP}/{method}.info.json",
+        "dataset": f"results/data/{TIMED_REP}/dataset.npz",
+        "lib": lib("latency.py", kind_file(kind_of(method))),
+    }
+
+
+def get_time_threads():
     """Every core Snakemake may use: a timing job then never shares the machine with another job."""
     try:
         cores = workflow.cores
@@ -117,8 +156,23 @@ def get_evaluate_threads():
     return config["evaluate"]["threads"]
 
 
-def get_summarize_input():
-    return expand("results/metrics/{method}.json", method=MODELS)
+def quality_files():
+    return expand(
+        "results/quality/{model}/{rep}/{method}.json",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+    )
+
+
+def timing_files():
+    return expand("results/timing/{model}/{method}.json", model=MODELS, method=METHODS)
+
+
+def metrics_files():
+    return expand(
+        "results/metrics/{model}/{method}.json", model=MODELS, method=VARIANTS
+    )
 
 
 PLOTS = [
@@ -127,6 +181,7 @@ PLOTS = [
     "metrics_bars",
     "confusion_matrices",
     "layer_error",
+    "accuracy_diff",
 ]
 
 
@@ -138,18 +193,26 @@ def get_final_output():
     target makes the next run redo such a job instead of keeping stale downstream results.
     """
     data = ["results/data/raw.csv"] if config["data"]["source"] == "synthetic" else []
-    data += [
-        "results/data/dataset.npz",
-        "results/data/preprocessor.joblib",
-        "results/data/data_card.json",
-        "results/models/fp32.history.json",
-    ]
+    data += expand(
+        "results/data/{rep}/{name}",
+        rep=REPS,
+        name=["dataset.npz", "preprocessor.joblib", "data_card.json"],
+    )
+    models = expand(
+        "results/models/{model}/{rep}/{file}",
+        model=MODELS,
+        rep=REPS,
+        file=["fp32.pt", "fp32.history.json"]
+        + [f"{m}.{ext}" for m in METHODS for ext in ("pt", "info.json")],
+    )
     return [
         *data,
-        *expand("results/models/{model}.pt", model=MODELS),
-        *expand("results/models/{method}.info.json", method=METHODS),
-        *expand("results/metrics/{model}.json", model=MODELS),
+        *models,
+        *quality_files(),
+        *timing_files(),
+        *metrics_files(),
         "results/summary.csv",
         "results/summary.md",
+        "results/recommendation.json",
         *expand("results/plots/{plot}.{ext}", plot=PLOTS, ext=["png", "svg"]),
     ]

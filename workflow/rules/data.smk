@@ -21,13 +21,13 @@ rule preprocess:
         raw=get_preprocess_input(),
         lib=lib("data.py"),
     output:
-        dataset="results/data/dataset.npz",
-        preprocessor="results/data/preprocessor.joblib",
-        card="results/data/data_card.json",
+        dataset="results/data/{rep}/dataset.npz",
+        preprocessor="results/data/{rep}/preprocessor.joblib",
+        card="results/data/{rep}/data_card.json",
     log:
-        "logs/preprocess.log",
+        "logs/preprocess/{rep}.log",
     benchmark:
-        "results/benchmarks/preprocess.tsv"
+        "results/benchmarks/preprocess/{rep}.tsv"
     conda:
         "../../envs/quantbench.yaml"
     params:
@@ -35,6 +35,6 @@ rule preprocess:
             k: v for k, v in config["data"].items() if k not in ("source", "synthetic")
         },
         source=config["data"]["source"],
-        seed=config["seed"],
+        seed=rep_seed,
     script:
         "../scripts/preprocess.py"

@@ -2,12 +2,12 @@ rule quantize:
     input:
         unpack(get_quantize_input),
     output:
-        checkpoint="results/models/{method}.pt",
-        info="results/models/{method}.info.json",
+        checkpoint="results/models/{model}/{rep}/{method}.pt",
+        info="results/models/{model}/{rep}/{method}.info.json",
     log:
-        "logs/quantize/{method}.log",
+        "logs/quantize/{model}/{rep}/{method}.log",
     benchmark:
-        "results/benchmarks/quantize/{method}.tsv"
+        "results/benchmarks/quantize/{model}/{rep}/{method}.tsv"
     wildcard_constraints:
         method=METHOD_PATTERN,
     conda:
@@ -20,7 +20,7 @@ rule quantize:
             config, wildcards.method, config["quantization"]["engine"]
         ),
         device=config["train"]["device"],
-        seed=config["seed"],
+        seed=rep_seed,
         torch_version=torch_version(),
     script:
         "../scripts/quantize.py"

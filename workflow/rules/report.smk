@@ -1,9 +1,15 @@
+# Statistics (means, intervals, paired differences, verdicts, the recommendation) are computed
+# here from the facts the score and time jobs wrote, never inside a measuring job.
 rule summarize:
     input:
-        metrics=get_summarize_input(),
-        lib=lib("report.py"),
-        schema=os.path.relpath(METRICS_SCHEMA),
+        quality=quality_files(),
+        timing=timing_files(),
+        lib=lib("report/__init__.py"),
+        schemas=[
+            schema(f"{name}.schema.json") for name in ("quality", "timing", "metrics")
+        ],
     output:
+        metrics=metrics_files(),
         csv=report(
             "results/summary.csv",
             caption="../report/summary_table.rst",
@@ -12,6 +18,11 @@ rule summarize:
         md=report(
             "results/summary.md",
             caption="../report/summary_md.rst",
+            category="Summary",
+        ),
+        recommendation=report(
+            "results/recommendation.json",
+            caption="../report/recommendation.rst",
             category="Summary",
         ),
         plots=[
@@ -28,5 +39,8 @@ rule summarize:
         "logs/summarize.log",
     conda:
         "../../envs/quantbench.yaml"
+    params:
+        report=config["report"],
+        recommend=config["recommend"],
     script:
         "../scripts/summarize.py"

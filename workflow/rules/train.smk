@@ -1,23 +1,23 @@
 rule train_fp32:
     input:
-        dataset="results/data/dataset.npz",
+        dataset="results/data/{rep}/dataset.npz",
         lib=lib("train.py"),
     output:
-        checkpoint="results/models/fp32.pt",
-        history="results/models/fp32.history.json",
+        checkpoint="results/models/{model}/{rep}/fp32.pt",
+        history="results/models/{model}/{rep}/fp32.history.json",
     log:
-        "logs/train_fp32.log",
+        "logs/train_fp32/{model}/{rep}.log",
     benchmark:
-        "results/benchmarks/train_fp32.tsv"
+        "results/benchmarks/train_fp32/{model}/{rep}.tsv"
     conda:
         "../../envs/quantbench.yaml"
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
     params:
-        model=config["model"],
+        model=lambda wildcards: model_params(wildcards.model),
         train=config["train"],
-        seed=config["seed"],
+        seed=rep_seed,
         torch_version=torch_version(),
     script:
         "../scripts/train_fp32.py"

@@ -1,4 +1,4 @@
-"""Adapter: summary table and plots from every metrics JSON."""
+"""Adapter: metrics, summary, recommendation and plots from every quality and timing JSON."""
 
 import sys
 from pathlib import Path
@@ -11,10 +11,16 @@ def main() -> None:
     from quantbench.report import summarize
 
     summarize(
-        list(snakemake.input.metrics),
+        list(snakemake.input.quality),
+        list(snakemake.input.timing),
+        # results/metrics/{model}/{method}.json: the metrics folder is two levels up
+        metrics_dir=str(Path(snakemake.output.metrics[0]).parent.parent),
         out_csv=snakemake.output.csv,
         out_md=snakemake.output.md,
+        out_recommendation=snakemake.output.recommendation,
         plot_dir=str(Path(snakemake.output.plots[0]).parent),
+        report=dict(snakemake.params.report),
+        recommend=dict(snakemake.params.recommend),
     )
 
 

@@ -1,8 +1,10 @@
 """Kind ``gptq``: GPTQ weight-only quantization (Frantar et al. 2022, Algorithm 1).
 
-Layers are quantized input to output, each on the inputs it receives from the already-quantized
-layers before it (:func:`quantbench.weightonly.quantize_layers`). For one layer with weight
-``W`` (out, in) and calibration inputs ``X`` (n, in), GPTQ minimises ``‖W Xᵀ − Q Xᵀ‖²`` column
+Layers (every Linear and Conv1d) are quantized in the order the forward pass calls them, each on
+the inputs it receives from the already-quantized layers before it
+(:func:`quantbench.weightonly.quantize_layers`; a convolution is a matrix over its unfolded
+inputs). For one layer with weight ``W`` (out, in) and calibration inputs ``X`` (n, in), GPTQ
+minimises ``‖W Xᵀ − Q Xᵀ‖²`` column
 by column: after quantizing column ``j`` its error is spread over the columns not yet quantized
 through the inverse Hessian of the layer-wise objective, ``H = 2 XᵀX / n``.
 
@@ -36,7 +38,7 @@ from quantbench import weightonly
 from quantbench.grid import Grid, QuantizedWeight, dequantize, fit, group_count
 from quantbench.grid import quantize as grid_quantize
 from quantbench.methods.base import CalibrationData, QuantizedModel
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec
 
 MAX_DAMP_TRIES = 10  # dampening grows tenfold per failed Cholesky factorisation
 HESSIAN_CHUNK = 4096  # calibration rows per float64 accumulation step
@@ -262,10 +264,11 @@ def gptq_quantize(
 # ---------------------------------------------------------------- the kind
 
 
-def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> QuantizedModel:
-    """GPTQ every Linear layer on calibration rows; report per-layer output errors."""
+def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> QuantizedModel:
+    """GPTQ every Linear and Conv1d layer on calibration rows; report per-layer output errors."""
     t0 = time.perf_counter()
-    weightonly.check_model_fits(fp32_model, params.group_size)
+    n_features = int(calib.x_train.shape[1])
+    weightonly.check_model_fits(fp32_model, params.group_size, n_features)
     device = torch.device(calib.device)
     x_calib = calib.calibration_rows(params.calibration_samples).to(device)
     stats: list[dict[str, Any]] = []
@@ -287,11 +290,13 @@ def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> Quantiz
         "layers": stats,
     }
     return weightonly.finish(
-        fp32_model.cfg, layers, params.grid, params.group_size, errors, t0, extra
+        fp32_model, layers, params.grid, params.group_size, errors, t0, extra, n_features
     )
 
 
-def rebuild(model_cfg: ModelConfig, state: dict[str, Any], params: Params) -> nn.Module:
+def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable module of a checkpoint's packed state."""
     weightonly.check_state(state, params.bits, params.group_size)
-    return weightonly.build_module(model_cfg, state, params.grid)
+    with torch.random.fork_rng(devices=[]):
+        skeleton = spec.build()
+    return weightonly.build_module(skeleton, state, params.grid)

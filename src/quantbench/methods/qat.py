@@ -1,8 +1,9 @@
 """Quantization-aware training: fine-tune the trained FP32 model under fake int8, then convert.
 
-Starts from the FP32 weights it is given (never from scratch): Linear+ReLU pairs are fused, the
-layers get fake quantizers (weights and activations rounded to the int8 grid in the forward
-pass, straight-through gradients), a first pass over ``calibration_samples`` training rows sets
+Starts from the FP32 weights it is given (never from scratch): the model is traced with FX graph
+mode, the Conv1d/Linear+ReLU pairs found in its graph are fused, the layers get fake quantizers
+(weights and activations rounded to the int8 grid in the forward pass, straight-through
+gradients), a first pass over ``calibration_samples`` training rows sets
 their ranges, and Adam fine-tunes with a low learning rate. Observers keep adapting until
 ``freeze_observers_epoch``, batch statistics until ``freeze_bn_epoch``; validation loss of the
 fake-quantized model picks the best epoch (the starting point included) and stops early.
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 
 from quantbench import ao
+from quantbench.methods import ptq_static
 from quantbench.methods.base import CalibrationData, QuantizedModel
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec
 
 START_CHECKPOINT = "the trained FP32 model given to quantize (models/fp32.pt in the workflow)"
 
@@ -66,11 +68,11 @@ class Params:
         ao.check_engine_name(self.engine)
 
 
-def start_model(fp32_model: MLP, calib: CalibrationData, params: Params) -> nn.Module:
+def start_model(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> nn.Module:
     """The fake-quantized model before any fine-tuning: FP32 weights, ranges from training rows."""
     engine = ao.use_engine(params.engine)
     qconfig = ao.qat_qconfig(engine, params.observer, params.per_channel)
-    model = ao.prepare_qat(fp32_model.cpu(), qconfig)
+    model = ao.prepare_qat(fp32_model.cpu(), qconfig, int(calib.x_train.shape[1]))
     ao.observe(model, calib.calibration_rows(params.calibration_samples).cpu())
     return model
 
@@ -117,7 +119,7 @@ def _set_phase(model: nn.Module, epoch: int, params: Params) -> tuple[bool, bool
 
 
 def fine_tune(
-    fp32_model: MLP, calib: CalibrationData, params: Params
+    fp32_model: nn.Module, calib: CalibrationData, params: Params
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
     """Best fake-quantized model (eval mode), per-epoch history, and a summary.
 
@@ -158,7 +160,7 @@ def fine_tune(
     return model.eval(), history, summary
 
 
-def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> QuantizedModel:
+def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> QuantizedModel:
     """Fine-tune under fake quantization from ``fp32_model``'s weights, then convert to int8."""
     t0 = time.perf_counter()
     fake_quant, history, summary = fine_tune(fp32_model, calib, params)
@@ -167,7 +169,7 @@ def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> Quantiz
     info: dict[str, Any] = {
         "bits": 8,
         "engine": str(torch.backends.quantized.engine),
-        "execution": "int8 kernels (static, fused Linear+ReLU; QAT fine-tuned)",
+        "execution": ptq_static.execution(module).removesuffix(")") + "; QAT fine-tuned)",
         "start_checkpoint": START_CHECKPOINT,
         "start": {k: summary[k] for k in ("val_loss", "val_accuracy")},
         "best_epoch": summary["best_epoch"],
@@ -177,14 +179,15 @@ def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> Quantiz
         "observer": params.observer,
         "weight_qscheme": ao.weight_qscheme(params.per_channel),
         "fine_tune_seconds": tuned,
+        "coverage": ptq_static.static_coverage(fp32_model, module, int(calib.x_train.shape[1])),
         "quantize_seconds": time.perf_counter() - t0,
     }
     return QuantizedModel(module=module, state=module.state_dict(), info=info)
 
 
-def rebuild(model_cfg: ModelConfig, state: dict[str, Any], params: Params) -> nn.Module:
-    """The runnable int8 module from checkpoint ``state`` (same fuse/prepare/convert, no data)."""
+def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
+    """The runnable int8 module from checkpoint ``state`` (same trace/prepare/convert, no data)."""
     engine = ao.use_engine(params.engine)
     qconfig = ao.qat_qconfig(engine, params.observer, params.per_channel)
-    module = ao.convert(ao.prepare_qat(MLP(model_cfg), qconfig))
+    module = ao.convert(ao.prepare_qat(spec.build(), qconfig, spec.n_features))
     return ao.load_state(module, state)

@@ -1,8 +1,8 @@
 """Kind ``rtn``: round-to-nearest weight-only quantization on the shared grid, bit-packed.
 
-Each weight is rounded to the nearest level of its group's grid (:mod:`quantbench.grid`), with
-no calibration. It shares the grid, the packing and the per-layer error report with ``gptq``,
-so ``rtn_wN`` against ``gptq_wN`` isolates the algorithm.
+Each weight of every Linear and Conv1d layer is rounded to the nearest level of its group's grid
+(:mod:`quantbench.grid`), with no calibration. It shares the grid, the packing and the per-layer
+error report with ``gptq``, so ``rtn_wN`` against ``gptq_wN`` isolates the algorithm.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 from quantbench import weightonly
 from quantbench.grid import Grid, quantize_weight
 from quantbench.methods.base import CalibrationData, QuantizedModel
-from quantbench.model import MLP, ModelConfig
+from quantbench.models import ModelSpec
 
 # Rows for the calibration-side error report: gptq's default calibration_samples, drawn the
 # same way (calib.calibration_rows), so the two kinds are measured on the same rows by default.
@@ -46,10 +46,11 @@ def check_fits(params: Params, in_widths: list[int]) -> None:
     weightonly.check_fits(params.group_size, in_widths)
 
 
-def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> QuantizedModel:
-    """Round every Linear weight to the grid; report per-layer output errors."""
+def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> QuantizedModel:
+    """Round every Linear and Conv1d weight to the grid; report per-layer output errors."""
     t0 = time.perf_counter()
-    weightonly.check_model_fits(fp32_model, params.group_size)
+    n_features = int(calib.x_train.shape[1])
+    weightonly.check_model_fits(fp32_model, params.group_size, n_features)
     device = torch.device(calib.device)
     x_calib = calib.calibration_rows(ERROR_ROWS).to(device)
 
@@ -63,11 +64,13 @@ def quantize(fp32_model: MLP, calib: CalibrationData, params: Params) -> Quantiz
         "device": str(device),
     }
     return weightonly.finish(
-        fp32_model.cfg, layers, params.grid, params.group_size, errors, t0, extra
+        fp32_model, layers, params.grid, params.group_size, errors, t0, extra, n_features
     )
 
 
-def rebuild(model_cfg: ModelConfig, state: dict[str, Any], params: Params) -> nn.Module:
+def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable module of a checkpoint's packed state."""
     weightonly.check_state(state, params.bits, params.group_size)
-    return weightonly.build_module(model_cfg, state, params.grid)
+    with torch.random.fork_rng(devices=[]):
+        skeleton = spec.build()
+    return weightonly.build_module(skeleton, state, params.grid)

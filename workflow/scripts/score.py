@@ -1,4 +1,4 @@
-"""Adapter: measure one model (FP32 or quantized) into its metrics JSON."""
+"""Adapter: score one model (FP32 or quantized) of one replicate into its quality record."""
 
 import sys
 from pathlib import Path
@@ -8,15 +8,16 @@ from quantbench.logs import run_step
 
 
 def main() -> None:
-    from quantbench.evaluate import run_evaluation
+    from quantbench.evaluate import run_scoring
 
-    run_evaluation(
+    run_scoring(
         checkpoint_path=snakemake.input.checkpoint,
         dataset_path=snakemake.input.dataset,
         info_path=snakemake.input.get("info"),
-        timing=snakemake.params.timing,
+        model=snakemake.wildcards.model,
+        replicate=snakemake.params.replicate,
         engine=snakemake.params.engine,
-        metrics_out=snakemake.output[0],
+        quality_out=snakemake.output[0],
     )
 
 

@@ -1,0 +1,74 @@
+"""The summarize step: statistics, tables, plots and a recommendation from the measured facts.
+
+The score jobs write quality facts (labels and predictions per model, replicate and method),
+the time jobs paired timing facts (FP32 and one method interleaved in rounds). Everything the
+report states is computed here, from those files alone:
+
+- ``facts``: read and check the quality and timing JSON against their schemas, group and pair;
+- ``stats``: intervals, exact tests, bootstrap, measurable order, the Pareto front;
+- ``metrics``: one record per model and method (FP32 included), checked against
+  ``metrics.schema.json``;
+- ``tables``, ``recommend``, ``plots``: the summary, the recommendation and the plots, drawn
+  from the records only, so that every printed figure is a field of a metrics JSON.
+
+Nothing is written until everything has been computed; every write is atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from quantbench.files import write_json, write_text
+from quantbench.report.facts import load_facts
+from quantbench.report.metrics import Metrics, build_records, throughput_batch, validate_records
+from quantbench.report.plots import PLOT_NAMES, write_plots
+from quantbench.report.plotting import PLOT_FORMATS
+from quantbench.report.recommend import RecommendConfig, recommendation, render_recommendation
+from quantbench.report.stats import ReportConfig
+from quantbench.report.tables import render_csv, render_results
+from quantbench.report.wording import fixed
+
+__all__ = ["PLOT_FORMATS", "PLOT_NAMES", "build_metrics", "fixed", "render_markdown", "summarize"]
+
+
+def build_metrics(
+    quality_paths: Sequence[str], timing_paths: Sequence[str], cfg: ReportConfig
+) -> dict[str, list[Metrics]]:
+    """Every model's metrics records (FP32 first, then methods by name), schema-checked."""
+    by_model = {f.model: build_records(f, cfg) for f in load_facts(quality_paths, timing_paths)}
+    records = [r for rs in by_model.values() for r in rs]
+    validate_records(records)
+    throughput_batch(records)  # one batch size for the whole run
+    return by_model
+
+
+def render_markdown(by_model: dict[str, list[Metrics]], rec: dict[str, Any]) -> str:
+    lines = ["# quantbench summary", "", *render_recommendation(rec), "", *render_results(by_model)]
+    return "\n".join(lines) + "\n"
+
+
+def summarize(
+    quality_paths: Sequence[str],
+    timing_paths: Sequence[str],
+    metrics_dir: str,
+    out_csv: str,
+    out_md: str,
+    out_recommendation: str,
+    plot_dir: str,
+    report: dict[str, Any],
+    recommend: dict[str, Any],
+) -> None:
+    """Metrics JSON per model and method, summary CSV and Markdown, recommendation and plots."""
+    cfg = ReportConfig.from_dict(dict(report))
+    goal = RecommendConfig.from_dict(dict(recommend))
+    by_model = build_metrics(quality_paths, timing_paths, cfg)
+    rec = recommendation(by_model, goal)
+    md, csv = render_markdown(by_model, rec), render_csv(by_model)
+    for r in (r for rs in by_model.values() for r in rs):
+        write_json(Path(metrics_dir) / r["model"] / f"{r['method']}.json", r)
+    write_text(out_csv, csv)
+    write_text(out_md, md)
+    write_json(out_recommendation, rec)
+    write_plots(by_model, plot_dir)

@@ -1,0 +1,183 @@
+"""The summary table (CSV and Markdown) and the run facts, from the metrics records only.
+
+Rows are grouped by model; within a model FP32 comes first, then the methods by name. Every
+figure printed is a field of a metrics record (see metrics.schema.json), rounded for display;
+a figure that was not measured is left blank, never filled in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from quantbench.report.metrics import Metrics, throughput_batch
+from quantbench.report.stats import Interval
+from quantbench.report.wording import REFERENCE, fixed, interval_text, ratio_text
+
+Row = list[str]
+
+
+def as_interval(block: dict[str, Any] | None) -> Interval | None:
+    """An ``{estimate, ci, method}`` block of a record as an Interval (None stays None)."""
+    if block is None:
+        return None
+    return Interval(block["estimate"], block["ci"][0], block["ci"][1], block["method"])
+
+
+def columns(batch: int | None, models: int) -> list[str]:
+    n = "N" if batch is None else str(batch)
+    head = ["model"] if models > 1 else []
+    return [
+        *head,
+        "method",
+        "kind",
+        "bits",
+        "accuracy [CI]",
+        "macro-F1 [CI]",
+        "Δ accuracy vs FP32, pt [CI]",
+        "accuracy verdict",
+        "size KB",
+        "compression ×",
+        "latency p50 ms (batch 1)",
+        "latency p95 ms (batch 1)",
+        f"throughput samples/s (batch {n})",
+        "speed-up × (batch 1) [CI]",
+        "speed verdict (batch 1)",
+        f"speed-up × (batch {n}) [CI]",
+        f"speed verdict (batch {n})",
+        "kernels",
+        "execution",
+    ]
+
+
+def _accuracy_cells(r: Metrics) -> Row:
+    vs = r["vs_fp32"]
+    diff = as_interval(vs["accuracy_diff_pt"]) if vs else None
+    return [
+        interval_text(as_interval(r["accuracy"]), 4),
+        interval_text(as_interval(r["macro_f1"]), 4),
+        interval_text(diff, 2, null=0.0) if diff else "",
+        vs["accuracy_diff_pt"]["verdict"] if vs else REFERENCE,
+    ]
+
+
+def _speed_cells(r: Metrics) -> Row:
+    lat, tput, speed = r["latency_ms"], r["throughput"], r["speedup"]
+    cells = [
+        fixed(lat["p50"], 3) if lat else "",
+        fixed(lat["p95"], 3) if lat else "",
+        fixed(tput["samples_per_s"], 0) if tput else "",
+    ]
+    for key in ("batch_1", "batch_n"):
+        s = speed[key] if speed else None
+        cells += [ratio_text(as_interval(s)), s["verdict"]] if s else ["", ""]
+    return cells
+
+
+def row(r: Metrics, with_model: bool) -> Row:
+    """One record as table cells, in ``columns`` order."""
+    return [
+        *([r["model"]] if with_model else []),
+        r["method"],
+        r["kind"],
+        str(r["bits"]),
+        *_accuracy_cells(r),
+        fixed(r["size_kb"], 1),
+        fixed(r["compression"], 2),
+        *_speed_cells(r),
+        ", ".join(r["kernels"]),
+        r["execution"],
+    ]
+
+
+def summary_table(by_model: dict[str, list[Metrics]]) -> tuple[list[str], list[Row]]:
+    """Column names and rows of every model (a model column when there are several)."""
+    records = [r for rs in by_model.values() for r in rs]
+    multi = len(by_model) > 1
+    return columns(throughput_batch(records), len(by_model)), [row(r, multi) for r in records]
+
+
+def render_csv(by_model: dict[str, list[Metrics]]) -> str:
+    """The table as CSV, always with the model column."""
+    records = [r for rs in by_model.values() for r in rs]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns(throughput_batch(records), 2))
+    writer.writerows(row(r, True) for r in records)
+    return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_md_table(head: list[str], rows: Sequence[Row]) -> list[str]:
+    lines = ["| " + " | ".join(_md_cell(c) for c in head) + " |"]
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _distinct(values: Sequence[Any]) -> str:
+    return " / ".join(sorted({str(v) for v in values if v is not None}))
+
+
+def run_facts(records: Sequence[Metrics]) -> str:
+    """One line: CPU, torch, threads, engine, batch, replicates, confidence, timing rounds."""
+    timed = [r for r in records if r["timing"]]
+    engine = _distinct([r["engine"] for r in records]) or "none (no int8 kernels ran)"
+    seeds = _distinct([", ".join(map(str, r["seeds"])) for r in records])
+    reps = _distinct([len(r["seeds"]) for r in records])
+    line = (
+        f"Measured on {_distinct([r['cpu'] for r in timed]) or 'no timed model'} "
+        f"({_distinct([r['device'] for r in records])}), "
+        f"torch {_distinct([r['torch_version'] for r in records])}, "
+        f"{_distinct([r['threads'] for r in timed]) or 'no'} thread(s), int8 engine {engine}; "
+        f"latency at batch 1, throughput at batch {throughput_batch(records) or 'N (not timed)'}; "
+        f"{reps} replicate(s) (seeds {seeds}), confidence level "
+        f"{_distinct([r['confidence'] for r in records])}, "
+        f"{_distinct([r['timing']['rounds'] for r in timed]) or 'no'} interleaved timing rounds."
+    )
+    mixed = [k for k in ("cpu", "torch_version", "threads") if len({r[k] for r in timed}) > 1]
+    if mixed:
+        line += f" Note: {', '.join(mixed)} differ between methods, so ratios compare unlike runs."
+    return line
+
+
+def how_to_read(noise: float) -> str:
+    """The reading note under the table; ``noise`` is the speed band ``report.speed_noise``."""
+    band = (
+        "; a speed ratio reads faster or slower only when its whole interval also clears the "
+        f"timing-noise band of report.speed_noise = {noise:g}, from 1/(1 + {noise:g}) to "
+        f"1 + {noise:g}"
+        if noise > 0
+        else ""
+    )
+    return (
+        "How to read it: accuracy and macro-F1 are means over the replicates with confidence "
+        "intervals (Student's t over replicates; with a single replicate, exact Clopper-Pearson "
+        "or a bootstrap over the test rows). Δ accuracy is paired with FP32 of the same "
+        "replicate on the same test rows, in percentage points. Speed-ups are FP32 time / "
+        "method time from interleaved rounds in one process (geometric mean of the per-round "
+        "ratios, bootstrap interval over rounds); latency and throughput are absolute figures "
+        "of the same runs. A difference whose interval contains zero (one for a speed ratio) "
+        'reads "no measurable change" or "no measurable difference", never better, worse, '
+        f"faster or slower{band}. Every figure is a field of `metrics/{{model}}/{{method}}.json`."
+    )
+
+
+def render_results(by_model: dict[str, list[Metrics]]) -> list[str]:
+    """The results part of summary.md: run facts, the table(s), how to read them."""
+    records = [r for rs in by_model.values() for r in rs]
+    batch = throughput_batch(records)
+    lines = ["## Results", "", run_facts(records), ""]
+    for model, rs in by_model.items():
+        if len(by_model) > 1:
+            lines += [f"### Model `{model}`", ""]
+        lines += [*render_md_table(columns(batch, 1), [row(r, False) for r in rs]), ""]
+    noises = {
+        s["noise"] for r in records for s in (r.get("speedup") or {}).values() if s and "noise" in s
+    }
+    return [*lines, how_to_read(max(noises, default=0.0))]

@@ -1,0 +1,92 @@
+"""Verdicts in words and the printed places of numbers and intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantbench.report.stats import Interval
+from quantbench.report.wording import (
+    NO_CHANGE,
+    NO_DIFFERENCE,
+    accuracy_verdict,
+    fixed,
+    interval_text,
+    number,
+    ratio_text,
+    speed_verdict,
+)
+
+
+def iv(estimate: float, lo: float, hi: float) -> Interval:
+    return Interval(estimate, lo, hi, "t")
+
+
+@pytest.mark.parametrize(
+    ("interval", "text"),
+    [
+        (iv(-0.8, -1.1, -0.5), "worse by 0.8 pt [0.5, 1.1]"),
+        (iv(0.3, 0.1, 0.5), "better by 0.3 pt [0.1, 0.5]"),
+        (iv(-0.06, -0.2, 0.08), NO_CHANGE),
+        (iv(-0.5, -1.0, 0.0), NO_CHANGE),  # touching zero is containing it
+        (iv(0.5, 0.0, 1.0), NO_CHANGE),
+        (iv(0.0, 0.0, 0.0), NO_CHANGE),  # identical predictions
+        (iv(-0.02, -0.04, -0.004), "worse by 0.020 pt [0.004, 0.040]"),  # never "[0.0, ...]"
+        (iv(-4.03, -4.37, -3.68), "worse by 4.0 pt [3.7, 4.4]"),
+    ],
+)
+def test_accuracy_verdict(interval: Interval, text: str) -> None:
+    assert accuracy_verdict(interval) == text
+
+
+@pytest.mark.parametrize(
+    ("interval", "text"),
+    [
+        (iv(2.43, 2.38, 2.49), "faster 2.43× [2.38, 2.49]"),
+        (iv(0.5, 0.48, 0.52), "slower 0.50× [0.48, 0.52]"),
+        (iv(1.02, 0.98, 1.05), NO_DIFFERENCE),
+        (iv(1.02, 1.0, 1.05), NO_DIFFERENCE),  # touching 1.0 is containing it
+        (iv(0.97, 0.95, 1.0), NO_DIFFERENCE),
+        (iv(1.0, 1.0, 1.0), NO_DIFFERENCE),
+        (iv(1.01, 1.004, 1.02), "faster 1.010× [1.004, 1.020]"),  # never "[1.00, ...]"
+        (iv(0.99, 0.98, 0.9996), "slower 0.9900× [0.9800, 0.9996]"),
+    ],
+)
+def test_speed_verdict(interval: Interval, text: str) -> None:
+    assert speed_verdict(interval) == text
+
+
+@pytest.mark.parametrize(
+    ("interval", "text"),
+    [
+        (iv(1.025, 1.01, 1.04), NO_DIFFERENCE),  # excludes 1 but reaches into 1 ± 3 %
+        (iv(1.05, 1.031, 1.07), "faster 1.05× [1.03, 1.07]"),
+        (iv(0.975, 0.96, 0.99), NO_DIFFERENCE),
+        (iv(0.95, 0.93, 0.9710), NO_DIFFERENCE),  # 1 / 1.03 = 0.97087: reaches into the band
+        (iv(0.95, 0.93, 0.9705), "slower 0.95× [0.93, 0.97]"),
+        (iv(2.43, 2.38, 2.49), "faster 2.43× [2.38, 2.49]"),
+    ],
+)
+def test_speed_verdict_needs_the_interval_to_clear_the_noise_band(interval, text) -> None:
+    assert speed_verdict(interval, noise=0.03) == text
+
+
+def test_interval_texts_keep_measurable_bounds_off_the_null_value() -> None:
+    assert interval_text(iv(0.9132, 0.911, 0.9154), 4) == "0.9132 [0.9110, 0.9154]"
+    assert interval_text(iv(-0.139, -0.277, -0.001), 2, null=0.0) == "-0.139 [-0.277, -0.001]"
+    assert interval_text(iv(-0.06, -0.2, 0.08), 2, null=0.0) == "-0.06 [-0.20, 0.08]"
+    assert ratio_text(iv(1.0, 0.9997, 1.003)) == "1.00 [1.00, 1.00]"  # contains 1: no more places
+    assert ratio_text(iv(1.01, 1.004, 1.02)) == "1.010 [1.004, 1.020]"
+
+
+def test_no_negative_zero() -> None:
+    assert number(-1e-17, 2) == "0.00"
+    assert number(-0.004, 2) == "0.00"
+    assert number(-0.006, 2) == "-0.01"
+    assert interval_text(iv(-1e-17, -0.07, 0.07), 2, null=0.0) == "0.00 [-0.07, 0.07]"
+
+
+def test_small_values_never_print_as_zero() -> None:
+    assert fixed(40 / 1024, 1) == "0.04"
+    assert fixed(0.0004, 3) == "0.0004"
+    assert fixed(0.0, 2) == "0.00"
+    assert fixed(None, 2) == ""
