@@ -76,6 +76,14 @@ BAD = {
     "unknown engine": (lambda c: c["quantization"].update(engine="tpu"), "quantization.engine"),
     "empty hidden list": (lambda c: c["model"].update(hidden=[]), "model.hidden"),
     "method without kind": (lambda c: c["methods"].update(x={"bits": 4}), "'kind' is a required"),
+    "fewer timed passes than rounds": (
+        lambda c: c["evaluate"].update(throughput_repeats=30),
+        "evaluate.throughput_repeats (30) is below evaluate.rounds (100)",
+    ),
+    "fewer batch-1 calls than rounds": (
+        lambda c: c["evaluate"].update(rounds=50, latency_samples=20),
+        "evaluate.latency_samples (20) is below evaluate.rounds (50)",
+    ),
 }
 
 
@@ -106,3 +114,18 @@ def test_resolved_config_does_not_depend_on_key_order():
     b = resolve(lambda c: c.update(dict(reversed(list(c.items())))))
     assert list(a) == sorted(a)
     assert repr(a) == repr(resolve_config(dict(reversed(list(DEFAULT.items()))), SCHEMA)) == repr(b)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_resolves(path):
+    """Each file under configs/ is merged into config.yaml as `--configfile` does (key by key,
+    `methods:` replaced whole) and must pass the same checks as any run."""
+    from snakemake.utils import update_config
+
+    extra = yaml.safe_load(path.read_text())
+    cfg = copy.deepcopy(DEFAULT)
+    update_config(cfg, extra)
+    if "methods" in extra:
+        cfg["methods"] = dict(extra["methods"])
+    resolved = resolve_config(cfg, SCHEMA)
+    assert set(resolved["methods"]) == set(extra.get("methods", DEFAULT["methods"]))

@@ -103,6 +103,18 @@ def check_group_sizes(cfg: dict[str, Any]) -> None:
             )
 
 
+def rounds_problem(evaluate: dict[str, Any]) -> str | None:
+    """Why the timing totals cannot be spread over ``evaluate.rounds``, or None."""
+    rounds = evaluate.get("rounds", 100)
+    for name in ("latency_samples", "throughput_repeats"):
+        if name in evaluate and evaluate[name] < rounds:
+            return (
+                f"evaluate.{name} ({evaluate[name]}) is below evaluate.rounds ({rounds}): "
+                f"every round needs one; raise {name} or lower rounds"
+            )
+    return None
+
+
 def canonical(value: Any) -> Any:
     """Mappings with sorted keys, recursively.
 
@@ -127,6 +139,9 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     if resolved["data"]["source"] == "csv" and not resolved["data"]["csv"]["path"]:
         raise ConfigError("data.csv.path: data.source is csv but no path is set; set data.csv.path")
     check_group_sizes(resolved)
+    problem = rounds_problem(resolved["evaluate"])
+    if problem:
+        raise ConfigError(problem)
     return canonical(resolved)
 
 

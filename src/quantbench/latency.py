@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from quantbench.checkpoint import CheckpointError, check_matches
+from quantbench.config import rounds_problem
 from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
 from quantbench.kernels import describe_execution, kernels_that_ran, runs_int8
@@ -76,12 +77,9 @@ class TimingConfig:
             raise ValueError(
                 f"evaluate.rounds must be >= 2 (an interval needs two rounds), got {self.rounds}"
             )
-        for name in ("latency_samples", "throughput_repeats"):
-            if getattr(self, name) < self.rounds:
-                raise ValueError(
-                    f"evaluate.{name} ({getattr(self, name)}) is below evaluate.rounds "
-                    f"({self.rounds}): every round needs one; raise {name} or lower rounds"
-                )
+        problem = rounds_problem(self.settings())
+        if problem:
+            raise ValueError(problem)
 
     def settings(self) -> dict[str, int]:
         return {k: int(v) for k, v in asdict(self).items()}
