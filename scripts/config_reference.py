@@ -50,7 +50,7 @@ def _rows(node: dict[str, Any], prefix: str) -> list[str]:
         name = f"{prefix}{key}"
         if sub.get("type") == "object" and "properties" in sub:
             rows += _rows(sub, f"{name}.")
-        elif key != "kind":
+        elif key not in ("kind", "arch"):
             desc = " ".join(str(sub.get("description", "")).split())
             rows.append(f"| `{name}` | {_type(sub)} | {_default(sub)} | {desc} |")
     return rows
@@ -58,17 +58,21 @@ def _rows(node: dict[str, Any], prefix: str) -> list[str]:
 
 def reference(schema: dict[str, Any]) -> str:
     head = "| key | type | default | meaning |\n|---|---|---|---|"
-    out = [
-        head,
-        *_rows(
-            {"properties": {k: v for k, v in schema["properties"].items() if k != "methods"}}, ""
-        ),
-    ]
-    out += ["", "Method kinds and their parameters (`methods.<name>.<parameter>`):", ""]
-    for kind, node in schema["$defs"].items():
-        out += [f"**`{kind}`**: {' '.join(node['description'].split())}", ""]
-        rows = _rows(node, "")
-        out += [head, *rows, ""] if rows else ["(no parameters)", ""]
+    variants = ("methods", "models")
+    top = {k: v for k, v in schema["properties"].items() if k not in variants}
+    out = [head, *_rows({"properties": top}, "")]
+    defs = schema["$defs"]
+    archs = {k.removeprefix("model_"): v for k, v in defs.items() if k.startswith("model_")}
+    kinds = {k: v for k, v in defs.items() if not k.startswith("model_")}
+    for title, group in (
+        ("Model architectures and their parameters (`models.<name>.<parameter>`)", archs),
+        ("Method kinds and their parameters (`methods.<name>.<parameter>`)", kinds),
+    ):
+        out += ["", f"{title}:", ""]
+        for name, node in group.items():
+            out += [f"**`{name}`**: {' '.join(node['description'].split())}", ""]
+            rows = _rows(node, "")
+            out += [head, *rows, ""] if rows else ["(no parameters)", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -83,8 +87,10 @@ def page(schema: dict[str, Any]) -> str:
         "",
         "Keys are written with dots for nesting: `data.csv.path` is `path` under `csv` under",
         "`data` in `config.yaml` or any `--configfile`. A key left out takes its default; an",
-        "unknown key is an error. Each method variant `methods.<name>` is checked against the",
-        "parameters of its `kind`, listed after the first table.",
+        "unknown key is an error. Each model variant `models.<name>` is checked against the",
+        "parameters of its `arch`, and each method variant `methods.<name>` against those of its",
+        "`kind`, both listed after the first table. A `--configfile` that sets `models:` or",
+        "`methods:` replaces that list whole.",
         "",
     ]
     return "\n".join(header) + "\n" + reference(schema)

@@ -16,6 +16,7 @@ import yaml
 
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
+ARCHS = ("mlp", "cnn1d", "transformer", "custom")
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,11 @@ def _explain(error: Any, prefix: str) -> str:
     if error.validator == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
         return f"{where}: {error.instance!r} is not allowed; choose one of: {allowed}"
+    if "propertyNames" in error.absolute_schema_path and where.startswith("models"):
+        return (
+            f"{where}: model name {error.instance!r} is not usable: names start with a letter "
+            "and use only letters, digits and '_'"
+        )
     if "propertyNames" in error.absolute_schema_path:
         return (
             f"{where}: method name {error.instance!r} is not usable: names start with a letter, "
@@ -62,6 +68,8 @@ def _explain(error: Any, prefix: str) -> str:
         return (
             "methods: no method variants; list at least one, e.g. ptq_dynamic: {kind: ptq_dynamic}"
         )
+    if error.validator == "minProperties" and where == "models":
+        return "models: no model variants; list at least one, e.g. mlp: {arch: mlp}"
     hint = f" ({sub['description']})" if sub.get("description") else ""
     return f"{where}: {error.message}{hint}"
 
@@ -86,21 +94,82 @@ def resolve_methods(methods: dict[str, Any], schema: dict[str, Any]) -> dict[str
     return out
 
 
+def resolve_models(models: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Validate each model variant against its architecture's schema and fill its defaults."""
+    out = {}
+    for name, variant in models.items():
+        arch_schema = {**schema["$defs"][f"model_{variant['arch']}"], "$defs": schema["$defs"]}
+        _validate(variant, arch_schema, prefix=f"models.{name}")
+        out[name] = fill_defaults(variant, arch_schema)
+        problem = model_problem(out[name])
+        if problem:
+            raise ConfigError(f"models.{name}.{problem}")
+    return out
+
+
+def model_problem(model: dict[str, Any]) -> str | None:
+    """What the schema cannot say about one model's parameters (``key: why; fix``), or None."""
+    arch = model["arch"]
+    if arch == "cnn1d" and model["kernel_size"] % 2 == 0:
+        k = model["kernel_size"]
+        return (
+            f"kernel_size: {k} is even; use an odd size such as {k + 1} (padding keeps the length)"
+        )
+    if arch == "transformer" and model["d_model"] % model["heads"]:
+        return (
+            f"heads: {model['heads']} does not divide d_model {model['d_model']}; "
+            "choose heads that divide d_model"
+        )
+    if arch == "custom":
+        from quantbench.sourcecheck import source_problem
+
+        return source_problem(model["path"], model["factory"], model["params"])
+    return None
+
+
+def matrix_widths(model: dict[str, Any]) -> list[int] | None:
+    """Input widths of a built-in model's matrix layers after the first, known without data.
+
+    Each Linear and Conv1d (as a matrix of ``in_channels · kernel_size`` columns) in the order
+    the forward pass calls them; the first layer is left out, since it reads the model's input
+    and a wider group is one group there (see ``weightonly.check_fits``). Widths that depend on
+    the number of features (cnn1d's layer after the flattening) are left out too: the quantize
+    job checks them before it starts. None for a custom model (only its job can tell).
+    """
+    arch = model["arch"]
+    if arch == "mlp":
+        return list(model["hidden"])
+    if arch == "cnn1d":
+        widths = [c * model["kernel_size"] for c in model["channels"][:-1]]
+        return widths + ([model["hidden"]] if model["hidden"] else [])
+    if arch == "transformer":
+        d, ffn = model["d_model"], model["ffn"]
+        per_layer = [d, d, ffn]  # proj (d), ff1 (d), ff2 (ffn); qkv (d) opens each layer
+        return [*per_layer, *([d, *per_layer] * (model["layers"] - 1)), d]  # head (d)
+    return None
+
+
 def check_group_sizes(cfg: dict[str, Any]) -> None:
-    """A weight group must fit inside the hidden layers it applies to.
+    """A weight group must fit inside the layers it applies to, in every model.
 
     Groups run along a layer's inputs and the last one may be shorter, so any size up to the
     width fits. The first layer's width depends on the data; a larger group there is one group.
+    What only the data can tell (a custom model's layers, cnn1d's layer after the flattening) is
+    checked by the quantize job before it starts, with the same rule.
     """
-    widths = cfg["model"]["hidden"]
-    for name, variant in cfg["methods"].items():
-        group = variant.get("group_size", -1)
-        too_wide = [w for w in widths if group > w]
-        if too_wide:
-            raise ConfigError(
-                f"methods.{name}.group_size: {group} is wider than the hidden layer width "
-                f"{too_wide[0]}; use at most {min(widths)} or -1 (one group per output channel)"
-            )
+    for model, spec in cfg["models"].items():
+        widths = matrix_widths(spec)
+        if not widths:
+            continue
+        for name, variant in cfg["methods"].items():
+            group = variant.get("group_size", -1)
+            too_wide = [w for w in widths if group > w]
+            if too_wide:
+                raise ConfigError(
+                    f"methods.{name}.group_size: {group} is wider than the layer width "
+                    f"{too_wide[0]} of model {model} ({spec['arch']}); use at most {min(widths)} "
+                    "or -1 (one group per output channel)"
+                )
 
 
 def rounds_problem(evaluate: dict[str, Any]) -> str | None:
@@ -132,9 +201,15 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     """The validated config with every default filled in; ConfigError on the first problem."""
     if not isinstance(config, dict) or not config:
         raise ConfigError("the config is empty; start from the repository's config.yaml")
+    if "model" in config:
+        raise ConfigError(
+            "model: the single model block is gone; move it under models, e.g. "
+            "models: {mlp: {arch: mlp, hidden: [256, 256], dropout: 0.1}}"
+        )
     schema = load_schema(schema_path)
     _validate(config, schema)
     resolved = fill_defaults(config, schema)
+    resolved["models"] = resolve_models(resolved["models"], schema)
     resolved["methods"] = resolve_methods(resolved["methods"], schema)
     if resolved["data"]["source"] == "csv" and not resolved["data"]["csv"]["path"]:
         raise ConfigError("data.csv.path: data.source is csv but no path is set; set data.csv.path")
@@ -166,6 +241,12 @@ def replicate_seed(name: str) -> int:
     if not name.startswith("seed") or not name[4:].isdigit():
         raise ValueError(f"replicate name {name!r} is not of the form seed<N>")
     return int(name[4:])
+
+
+def model_file(cfg: dict[str, Any], name: str) -> str | None:
+    """The Python file a custom model is built from (an input of its training), else None."""
+    spec = cfg["models"][name]
+    return spec["path"] if spec["arch"] == "custom" else None
 
 
 def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import (
     ConfigError,
     method_params,
+    model_file,
     replicate_name,
     replicate_seed,
     replicate_seeds,
@@ -24,11 +25,13 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 SCHEMA = SCHEMAS / "config.schema.yaml"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 
-# Snakemake merges --configfile into config.yaml key by key; a method list given on the command
-# line replaces the default list instead of extending it (so a sweep file runs just its sweep).
+# Snakemake merges --configfile into config.yaml key by key; a method or model list given on the
+# command line replaces the default list instead of extending it (so a sweep file runs just its
+# sweep, and a file of models runs just those models).
 _cli_config = getattr(workflow.config_settings, "overwrite_config", None) or {}
-if isinstance(_cli_config.get("methods"), dict):
-    config["methods"] = dict(_cli_config["methods"])
+for _section in ("methods", "models"):
+    if isinstance(_cli_config.get(_section), dict):
+        config[_section] = dict(_cli_config[_section])
 
 try:
     _resolved = resolve_config(config, SCHEMA)
@@ -39,7 +42,7 @@ config.update(_resolved)
 
 METHODS = list(config["methods"])
 VARIANTS = ["fp32", *METHODS]  # what is scored: the FP32 reference and every method
-MODELS = ["mlp"]  # named model variants (one MLP, built from the config's model block)
+MODELS = list(config["models"])  # named model variants: the {model} wildcard
 REPS = [replicate_name(s) for s in replicate_seeds(config)]
 TIMED_REP = REPS[0]  # the replicate whose checkpoints are timed
 
@@ -83,8 +86,21 @@ def rep_seed(wildcards):
 
 
 def model_params(model):
-    """The parameters of one named model variant."""
-    return config["model"]
+    """The spec of one named model variant, {arch, ...params}: what its training receives."""
+    return config["models"][model]
+
+
+def get_train_input(wildcards):
+    """The replicate's dataset and the library; a custom model's file too, so that editing it
+    reruns that model's jobs only."""
+    inputs = {
+        "dataset": f"results/data/{wildcards.rep}/dataset.npz",
+        "lib": lib("train.py"),
+    }
+    path = model_file(config, wildcards.model)
+    if path is not None:
+        inputs["model_file"] = path
+    return inputs
 
 
 def csv_files():

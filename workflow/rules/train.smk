@@ -1,7 +1,6 @@
 rule train_fp32:
     input:
-        dataset="results/data/{rep}/dataset.npz",
-        lib=lib("train.py"),
+        unpack(get_train_input),
     output:
         checkpoint="results/models/{model}/{rep}/fp32.pt",
         history="results/models/{model}/{rep}/fp32.history.json",
