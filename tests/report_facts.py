@@ -89,6 +89,27 @@ def method_predictions(
     return preds
 
 
+def coverage(m: Method) -> dict[str, Any]:
+    """A coverage record (quantbench.coverage.report's layout): the int8 kinds leave the head
+    FP32 here, the weight-only kinds quantize every layer."""
+    params, macs = [1000, 4000, 300], [960, 3968, 288]
+    keep = 2 if m.kind.startswith(("ptq", "qat")) else None
+    layers = [
+        {"layer": name, "type": "Linear", "params": p, "macs": k, "quantized": i != keep,
+         "int8_kernel": i != keep and keep is not None,
+         **({"how": "packed codes"} if i != keep else {"why": "kept FP32"})}
+        for i, (name, p, k) in enumerate(zip(LAYERS, params, macs, strict=True))
+    ]  # fmt: skip
+    q = [e for e in layers if e["quantized"]]
+    return {
+        "layers": layers, "layers_quantized": len(q), "layers_fp32": len(layers) - len(q),
+        "params": sum(params), "macs": sum(macs),
+        "weights_quantized": sum(e["params"] for e in q) / sum(params),
+        "macs_quantized": sum(e["macs"] for e in q) / sum(macs),
+        "macs_int8_kernels": sum(e["macs"] for e in q if e["int8_kernel"]) / sum(macs),
+    }  # fmt: skip
+
+
 def quality_record(
     m: Method, model: str, seed: int, labels: np.ndarray, preds: np.ndarray
 ) -> dict[str, Any]:
@@ -102,7 +123,7 @@ def quality_record(
             for name, f in zip(LAYERS, (2e-4, 5e-3, 1e-2), strict=True)
         ]  # fmt: skip
     if m.kind != "fp32":
-        info |= {"calibration_rows": 2048, "quantize_seconds": 0.5}
+        info |= {"calibration_rows": 2048, "quantize_seconds": 0.5, "coverage": coverage(m)}
     int8 = m.kind.startswith(("ptq", "qat"))
     return {
         "format": "quantbench-quality", "version": 1, "model": model, "method": m.name,

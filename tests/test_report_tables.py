@@ -114,6 +114,18 @@ def test_rows_carry_intervals_and_verdicts(by_model: Any) -> None:
     assert re.fullmatch(r"0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", w2["accuracy [CI]"])
 
 
+def test_coverage_column_is_the_share_of_weights_quantized(by_model: Any) -> None:
+    columns, rows = summary_table(by_model)
+    table = {r[0]: dict(zip(columns, r, strict=True)) for r in rows}
+    records = {r["method"]: r for r in by_model["mlp"]}
+    assert table["fp32"]["weights quantized %"] == ""  # the reference quantizes nothing
+    for method in ("ptq_static", "rtn_w4"):
+        share = records[method]["coverage"]["weights_quantized"]
+        assert table[method]["weights quantized %"] == f"{100 * share:.1f}"
+    assert table["ptq_static"]["weights quantized %"] == "94.3"  # 5000 of 5300 (head FP32)
+    assert table["rtn_w4"]["weights quantized %"] == "100.0"
+
+
 def test_csv_has_the_model_column_and_every_row(by_model: Any) -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv(by_model))))
     assert len(rows) == 7 and {r["model"] for r in rows} == {"mlp"}
@@ -149,6 +161,12 @@ def test_several_models_are_grouped(tmp_path: Path) -> None:
         ("mlp", "fp32"), ("mlp", "ptq_dynamic"), ("mlp", "ptq_static"),
         ("wide", "fp32"), ("wide", "ptq_dynamic"),
     ]  # fmt: skip
+    # each model against its own FP32
+    for model, records in by_model.items():
+        assert records[0]["method"] == "fp32" and records[0]["model"] == model
+        fp32_size = records[0]["size_bytes"]
+        for r in records:
+            assert r["compression"] == pytest.approx(fp32_size / r["size_bytes"])
 
 
 def test_reading_note_names_the_speed_noise_band(markdown: str) -> None:

@@ -33,7 +33,7 @@ from quantbench.report.wording import REFERENCE as REFERENCE_WORD
 from quantbench.report.wording import accuracy_verdict, speed_verdict
 
 Metrics = dict[str, Any]
-FORMAT, VERSION = "quantbench-metrics", 2
+FORMAT, VERSION = "quantbench-metrics", 3
 _INFO_KEYS = ("layer_error", "calibration_rows", "quantize_seconds", "history")
 _SPEEDUPS = (("batch_1", "latency_ms"), ("batch_n", "pass_ms"))
 
@@ -264,6 +264,7 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
     """The metrics record of one method (FP32 included) of one model."""
     first = facts.scored(method)[0].record  # the timed replicate: its checkpoint is reported
     ref_size = facts.scored(REFERENCE)[0].record["size_bytes"]
+    cov = first["info"].get("coverage")  # the structure is the same in every replicate
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -283,6 +284,8 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         "engine": first["engine"],
         "device": first["device"],
         "torch_version": first["torch_version"],
+        "coverage": cov,
+        "weights_quantized_pct": None if cov is None else 100 * cov["weights_quantized"],
         **timing_block(facts, method, cfg),
         "pareto": None,
     }

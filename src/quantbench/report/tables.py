@@ -1,6 +1,7 @@
 """The summary table (CSV and Markdown) and the run facts, from the metrics records only.
 
-Rows are grouped by model; within a model FP32 comes first, then the methods by name. Every
+Rows are grouped by model, each compared with its own FP32; within a model FP32 comes first,
+then the methods by name. Every
 figure printed is a field of a metrics record (see metrics.schema.json), rounded for display;
 a figure that was not measured is left blank, never filled in.
 """
@@ -40,6 +41,7 @@ def columns(batch: int | None, models: int) -> list[str]:
         "accuracy verdict",
         "size KB",
         "compression ×",
+        "weights quantized %",
         "latency p50 ms (batch 1)",
         "latency p95 ms (batch 1)",
         f"throughput samples/s (batch {n})",
@@ -76,6 +78,12 @@ def _speed_cells(r: Metrics) -> Row:
     return cells
 
 
+def _coverage_cell(r: Metrics) -> str:
+    """Share of the model's parameters stored quantized; blank for FP32 or when not recorded."""
+    pct = r.get("weights_quantized_pct")
+    return "" if pct is None else fixed(pct, 1)
+
+
 def row(r: Metrics, with_model: bool) -> Row:
     """One record as table cells, in ``columns`` order."""
     return [
@@ -86,6 +94,7 @@ def row(r: Metrics, with_model: bool) -> Row:
         *_accuracy_cells(r),
         fixed(r["size_kb"], 1),
         fixed(r["compression"], 2),
+        _coverage_cell(r),
         *_speed_cells(r),
         ", ".join(r["kernels"]),
         r["execution"],
