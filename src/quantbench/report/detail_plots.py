@@ -104,7 +104,8 @@ def _whiskers(items: Sequence[dict[str, Any]]) -> list[list[float]]:
     return [below, [e["heldout_max"] - e["heldout"] for e in items]]
 
 
-def _draw_layer_bits(ax: Any, variants: Sequence[Metrics], bits: int, multi: bool) -> None:
+def _draw_layer_bits(ax: Any, variants: Sequence[Metrics], title: str) -> None:
+    """One panel: the variants of one model at one bit width, a bar group per layer."""
     layers = _ordered_layers(variants)
     width = 0.8 / len(variants)
     text_kw = {
@@ -120,7 +121,7 @@ def _draw_layer_bits(ax: Any, variants: Sequence[Metrics], bits: int, multi: boo
         ys = [e["heldout"] for e in items]
         ax.bar(
             xs, [y if y > 0 else float("nan") for y in ys], width, color=color,
-            label=point_label(r, multi), yerr=_whiskers(items),
+            label=r["method"], yerr=_whiskers(items),
             error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.2"},
         )  # fmt: skip
         for x, y in zip(xs, ys, strict=True):
@@ -135,11 +136,13 @@ def _draw_layer_bits(ax: Any, variants: Sequence[Metrics], bits: int, multi: boo
     ax.set_yscale("log")
     if positive:
         ax.set_ylim(min(positive) / 4, max(positive) * 4)
-    ax.set_xticks(range(len(layers)), layers, fontsize=8)
+    tilt = {"rotation": 30, "ha": "right"} if len(layers) > 4 else {}
+    ax.set_xticks(range(len(layers)), layers, fontsize=8, **tilt)
     ax.set_xlabel("layer", fontsize=9)
-    ax.set_title(f"{bits}-bit weights", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", which="major", alpha=0.25)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.16), ncols=2, frameon=False)
+    below = -0.3 if tilt else -0.16  # under the tick labels
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, below), ncols=2, frameon=False)
 
 
 def _y_or_floor(ax: Any, y: float) -> Any:
@@ -154,16 +157,26 @@ def plot_layer_error(records: Sequence[Metrics], plot_dir: str, multi: bool) -> 
     if not variants:
         message_figure(plot_dir, "layer_error", "no GPTQ/RTN variants in this run")
         return
+    # one row of panels per model (layer names belong to a model), one column per bit width
+    models = list(dict.fromkeys(r["model"] for r in variants))
     widths = sorted({r["bits"] for r in variants})
+    most = max(len(_ordered_layers([r])) for r in variants)
     fig, axes = plt.subplots(
-        1, len(widths), figsize=(1.2 + 4.5 * len(widths), 4.6), layout="constrained", squeeze=False
-    )
-    for ax, bits in zip(axes[0], widths, strict=True):
-        _draw_layer_bits(ax, [r for r in variants if r["bits"] == bits], bits, multi)
-    axes[0][0].set_ylabel(
-        "held-out output error ‖WX − ŴX‖²/n (log scale;\nmean over replicates, whisker: range)",
-        fontsize=9,
-    )
+        len(models), len(widths), squeeze=False, layout="constrained",
+        figsize=(1.2 + max(4.5, 0.6 * most) * len(widths), 0.6 + 4.4 * len(models)),
+    )  # fmt: skip
+    for row, model in zip(axes, models, strict=True):
+        for ax, bits in zip(row, widths, strict=True):
+            shown = [r for r in variants if r["model"] == model and r["bits"] == bits]
+            if not shown:
+                ax.set_visible(False)
+                continue
+            title = f"model {model}, {bits}-bit weights" if multi else f"{bits}-bit weights"
+            _draw_layer_bits(ax, shown, title)
+        row[0].set_ylabel(
+            "held-out output error ‖WX − ŴX‖²/n\n(log scale; mean over replicates, whisker: range)",
+            fontsize=9,
+        )
     fig.suptitle(
         "Per-layer output error on held-out rows, GPTQ vs RTN (lower is better)", fontsize=10
     )
