@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.workflow_helpers import append_comment, copy_workflow, job_name, planned_jobs, run_ok
+from tests.workflow_helpers import (
+    TINY,
+    append_comment,
+    copy_workflow,
+    job_name,
+    planned_jobs,
+    run_ok,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -124,8 +132,8 @@ def test_unchanged_rerun_does_nothing(done):
     assert planned_jobs(done) == {}
 
 
-def edit_config(workdir: Path, change) -> None:
-    path = workdir / "tests" / "config_tiny.yaml"
+def edit_config(workdir: Path, change, configfile: str = TINY) -> None:
+    path = workdir / configfile
     cfg = yaml.safe_load(path.read_text())
     change(cfg)
     path.write_text(yaml.safe_dump(cfg))
@@ -210,7 +218,7 @@ def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module,
 
 
 def test_changing_model_settings_reruns_training_and_everything_after(copy_of_done):
-    edit_config(copy_of_done, lambda c: c["model"].update(hidden=[16, 16]))
+    edit_config(copy_of_done, lambda c: c["models"]["mlp"].update(hidden=[16, 16]))
     assert planned_jobs(copy_of_done) == {
         **jobs("train_fp32", [MODEL], REPS),
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
@@ -218,6 +226,22 @@ def test_changing_model_settings_reruns_training_and_everything_after(copy_of_do
         **jobs("time", [MODEL], TINY_METHODS),
         "summarize": 1,
     }
+
+
+def model_jobs(model: str, reps: list[str] = REPS, methods: list[str] = TINY_METHODS) -> dict:
+    """Every job of one model: training, quantization and scoring in each replicate, timing."""
+    return {
+        **jobs("train_fp32", [model], reps),
+        **jobs("quantize", [model], reps, methods),
+        **jobs("score", [model], reps, ["fp32", *methods]),
+        **jobs("time", [model], methods),
+    }
+
+
+def test_adding_a_model_adds_only_its_jobs(copy_of_done):
+    cnn = {"arch": "cnn1d", "channels": [8, 8], "hidden": 16}
+    edit_config(copy_of_done, lambda c: c["models"].update(cnn=cnn))
+    assert planned_jobs(copy_of_done) == {**model_jobs("cnn"), "summarize": 1}
 
 
 def test_changing_data_settings_reruns_everything(copy_of_done):
@@ -281,9 +305,192 @@ def test_every_job_declares_exactly_the_library_modules_it_ran(done):
 
 def test_reordering_config_keys_reruns_nothing(copy_of_done):
     def reorder(cfg):
-        for section in ("data", "model", "train", "evaluate"):
+        for section in ("data", "train", "evaluate"):
             cfg[section] = dict(reversed(list(cfg[section].items())))
-        cfg["methods"] = {k: dict(reversed(list(v.items()))) for k, v in cfg["methods"].items()}
+        for section in ("methods", "models"):
+            cfg[section] = {k: dict(reversed(list(v.items()))) for k, v in cfg[section].items()}
 
     edit_config(copy_of_done, reorder)
     assert planned_jobs(copy_of_done) == {}
+
+
+# ---------------------------------------------------------------- several architectures
+
+MODELS_CONFIG = "tests/config_models.yaml"
+ARCH_MODELS = ["mlp", "cnn", "resmlp"]  # tests/config_models.yaml
+ARCH_METHODS = ["ptq_static", "rtn_w4"]
+ARCH_REPS = ["seed7"]
+EXAMPLE = "examples/residual_mlp.py"
+
+
+@pytest.fixture(scope="module")
+def models_done(tmp_path_factory) -> Path:
+    """A finished run of an MLP, a cnn1d and the example custom module."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("models"))
+    run_ok(workdir, "--cores", "2", configfile=MODELS_CONFIG)
+    return workdir
+
+
+@pytest.fixture
+def copy_of_models(models_done, tmp_path) -> Path:
+    dest = tmp_path / "models"
+    shutil.copytree(models_done, dest, symlinks=True)
+    return dest
+
+
+def arch_jobs(model: str) -> dict[str, int]:
+    return model_jobs(model, ARCH_REPS, ARCH_METHODS)
+
+
+def test_every_model_runs_every_method_against_its_own_fp32(models_done):
+    for model in ARCH_MODELS:
+        metrics = {
+            m: read(models_done, f"metrics/{model}/{m}.json") for m in ["fp32", *ARCH_METHODS]
+        }
+        fp32 = metrics["fp32"]
+        assert fp32["coverage"] is None and fp32["weights_quantized_pct"] is None
+        for method in ARCH_METHODS:
+            m = metrics[method]
+            assert m["model"] == model
+            assert m["compression"] == pytest.approx(fp32["size_bytes"] / m["size_bytes"])
+            share = m["coverage"]["weights_quantized"]
+            assert 0 < share <= 1 and m["weights_quantized_pct"] == pytest.approx(100 * share)
+        # RTN quantizes every Linear and Conv1d, and these models have no other parameters
+        assert metrics["rtn_w4"]["weights_quantized_pct"] == 100.0
+    conv = read(models_done, "quality/cnn/seed7/ptq_static.json")["kernels"]
+    assert any("conv1d" in k or "conv2d" in k for k in conv), conv  # int8 convolutions ran
+
+
+def test_the_summary_groups_rows_by_model(models_done):
+    import csv
+
+    by_name = sorted(ARCH_MODELS)  # models in name order, FP32 first within each
+    md = (models_done / "results" / "summary.md").read_text()
+    assert sorted(by_name, key=lambda m: md.index(f"### Model `{m}`")) == by_name
+    rows = list(csv.DictReader((models_done / "results" / "summary.csv").open()))
+    assert [(r["model"], r["method"]) for r in rows] == [
+        (model, m) for model in by_name for m in ["fp32", *ARCH_METHODS]
+    ]
+    assert [r["weights quantized %"] for r in rows if r["method"] == "fp32"] == [""] * 3
+    assert all(float(r["weights quantized %"]) > 0 for r in rows if r["method"] != "fp32")
+    rec = read(models_done, "recommendation.json")
+    assert [m["model"] for m in rec["models"]] == by_name
+
+
+def test_a_custom_models_checkpoint_records_its_files_hash(models_done):
+    import hashlib
+
+    import torch
+
+    ckpt = torch.load(models_done / "results/models/resmlp/seed7/fp32.pt", weights_only=True)
+    spec = ckpt["model"]
+    assert (spec["arch"], spec["path"], spec["factory"]) == ("custom", EXAMPLE, "residual_mlp")
+    assert spec["sha256"] == hashlib.sha256((models_done / EXAMPLE).read_bytes()).hexdigest()
+
+
+def test_several_models_rerun_nothing_when_unchanged(models_done):
+    assert planned_jobs(models_done, configfile=MODELS_CONFIG) == {}
+
+
+def test_changing_one_models_parameter_reruns_only_its_jobs(copy_of_models):
+    edit_config(copy_of_models, lambda c: c["models"]["cnn"].update(hidden=24), MODELS_CONFIG)
+    assert planned_jobs(copy_of_models, configfile=MODELS_CONFIG) == {
+        **arch_jobs("cnn"),
+        "summarize": 1,
+    }
+
+
+def test_editing_the_custom_module_reruns_only_that_model(copy_of_models):
+    append_comment(copy_of_models / EXAMPLE)
+    assert planned_jobs(copy_of_models, configfile=MODELS_CONFIG) == {
+        **arch_jobs("resmlp"),
+        "summarize": 1,
+    }
+
+
+def test_a_configfile_models_list_replaces_the_default_one(tmp_path):
+    """config.yaml has the model `mlp`; a file listing only `cnn` runs only `cnn`."""
+    workdir = copy_workflow(tmp_path / "wf")
+    edit_config(workdir, lambda c: c.update(models={"cnn": {"arch": "cnn1d", "hidden": 16}}))
+    planned = planned_jobs(workdir)
+    trained = {name.split("[")[1].split("/")[0] for name in planned if name.startswith("train")}
+    assert trained == {"cnn"}
+
+
+BAD_MODELS = {
+    "old model block": (
+        {"model": {"hidden": [32]}},
+        "config error: model: the single model block is gone; move it under models",
+    ),
+    "missing module file": (
+        {"models": {"u": {"arch": "custom", "path": "nowhere.py", "factory": "build"}}},
+        "config error: models.u.path: model file nowhere.py not found",
+    ),
+    "absent factory": (
+        {"models": {"u": {"arch": "custom", "path": EXAMPLE, "factory": "build"}}},
+        f"config error: models.u.factory: {EXAMPLE} defines no function 'build'; set factory to "
+        "one of: ResidualBlock, ResidualMLP, residual_mlp",
+    ),
+    "unknown parameter": (
+        {"models": {"m": {"arch": "mlp", "widths": [8]}}},
+        "config error: models.m: Additional properties are not allowed ('widths' was unexpected)",
+    ),
+    "group size not fitting": (
+        {"models": {"t": {"arch": "transformer", "d_model": 8, "heads": 2, "ffn": 8}}},
+        "config error: methods.rtn_w4.group_size: 16 is wider than the layer width 8 of model t",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_stops_snakemake_before_any_job_with_one_line(tmp_path, case):
+    extra, expected = BAD_MODELS[case]
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(extra))
+    proc = snakemake(workdir, "--dry-run", "--configfile", TINY, "bad.yaml")
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "config error" in line]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_wrong_output_shape_stops_the_models_training_with_one_line(tmp_path):
+    """What only running the factory can tell is checked by its first job, before training."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "flat.py").write_text(
+        "from torch import nn\n\n\ndef build(n_features, n_classes):\n"
+        "    return nn.Linear(n_features, 1)\n"
+    )
+    model = {"arch": "custom", "path": "flat.py", "factory": "build"}
+    (workdir / "bad.yaml").write_text(yaml.safe_dump({"models": {"flat": model}}))
+    target = "results/models/flat/seed7/fp32.pt"
+    proc = snakemake(workdir, "--cores", "2", "--configfile", TINY, "bad.yaml", target)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    lines = [line for line in text.splitlines() if line.startswith("quantbench: ")]
+    assert lines == [
+        "quantbench: the model of build in flat.py returns shape (4, 1) for 4 rows; expected "
+        "(4, 3): logits (batch, n_classes)"
+    ]
+    assert not (workdir / target).exists()
+    log = (workdir / "logs" / "train_fp32" / "flat" / "seed7.log").read_text()
+    assert "epoch" not in log  # no training started
+
+
+def test_group_size_not_fitting_custom_code_stops_its_quantize_job_with_one_line(tmp_path):
+    """A custom model's layer widths are known only once it is built: quantize checks them
+    before any work."""
+    workdir = copy_workflow(tmp_path / "wf")
+    narrow = {"arch": "custom", "path": EXAMPLE, "factory": "residual_mlp",
+              "params": {"width": 8, "blocks": 1, "dropout": 0.0}}  # fmt: skip
+    edit_config(workdir, lambda c: c.update(models={"narrow": narrow}))
+    target = "results/models/narrow/seed7/rtn_w4.pt"
+    proc = snakemake(workdir, "--cores", "2", target)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "quantbench: " in line]
+    assert lines == [
+        "quantbench: group_size 16 is wider than layer blocks.0.fc1 (8 input columns); use a "
+        "group_size of at most 8 or -1 (one group per output channel)"
+    ]
+    assert (workdir / "results/models/narrow/seed7/fp32.pt").is_file()  # training did run
+    assert not (workdir / target).exists()

@@ -15,6 +15,7 @@ COPIED = (
     "Snakefile",
     "config.yaml",
     "configs",
+    "examples",
     "workflow",
     "src",
     "envs",
@@ -38,17 +39,24 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run Snakemake in ``workdir``; the test config is used unless args name another."""
-    cmd = [*SNAKEMAKE, "--configfile", "tests/config_tiny.yaml", *args]
+TINY = "tests/config_tiny.yaml"
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 600, configfile: str = TINY
+) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``workdir`` with ``configfile`` (the tiny test config by default)."""
+    cmd = [*SNAKEMAKE, "--configfile", configfile, *args]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     return subprocess.run(
         cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
-def run_ok(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = snakemake(workdir, *args, timeout=timeout)
+def run_ok(
+    workdir: Path, *args: str, timeout: int = 600, configfile: str = TINY
+) -> subprocess.CompletedProcess:
+    proc = snakemake(workdir, *args, timeout=timeout, configfile=configfile)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -63,9 +71,9 @@ def job_name(rule: str, *values: str) -> str:
     return f"{rule}[{'/'.join(values)}]" if values else rule
 
 
-def planned_jobs(workdir: Path, *args: str) -> Counter:
+def planned_jobs(workdir: Path, *args: str, configfile: str = TINY) -> Counter:
     """What a dry run would execute: job name (see :func:`job_name`) -> count."""
-    proc = run_ok(workdir, "--dry-run", "--cores", "2", *args)
+    proc = run_ok(workdir, "--dry-run", "--cores", "2", *args, configfile=configfile)
     text = proc.stdout + proc.stderr
     jobs: Counter = Counter()
     for block in re.split(r"\n(?=rule \w+:)", text):
