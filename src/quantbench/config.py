@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from quantbench.sourcecheck import source_problem
+
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
 ARCHS = ("mlp", "cnn1d", "transformer", "custom")
@@ -121,8 +123,6 @@ def model_problem(model: dict[str, Any]) -> str | None:
             "choose heads that divide d_model"
         )
     if arch == "custom":
-        from quantbench.sourcecheck import source_problem
-
         return source_problem(model["path"], model["factory"], model["params"])
     return None
 
