@@ -18,7 +18,6 @@ from quantbench.sourcecheck import source_problem
 
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
-ARCHS = ("mlp", "cnn1d", "transformer", "custom")
 
 
 class ConfigError(ValueError):
