@@ -129,6 +129,16 @@ def test_equal_differences_pool_the_discordant_rows() -> None:
     assert (iv.lo, iv.hi) == pytest.approx((expected.lo, expected.hi))
 
 
+def test_equal_differences_that_differ_in_rounding_pool_the_discordant_rows() -> None:
+    # 1650 vs 1649 and 1660 vs 1659 correct of 1800: both -1/18 pt, unequal in the last bits
+    pairs = [correctness(7, 6, 1643, 144), correctness(7, 6, 1653, 134)]
+    d = [100 * (float(c.mean()) - float(r.mean())) for r, c in pairs]
+    assert d[0] != d[1]
+    iv = accuracy_difference([p[0] for p in pairs], [p[1] for p in pairs], 0.95)
+    assert iv.method == "exact-discordant"
+    assert iv.lo < 0 < iv.hi  # 14 vs 12 discordant rows: no measurable change
+
+
 def test_differences_that_vary_use_t_over_replicates() -> None:
     pairs = [correctness(1, 3, 90, 6), correctness(2, 2, 90, 6), correctness(0, 5, 90, 5)]
     iv = accuracy_difference([p[0] for p in pairs], [p[1] for p in pairs], 0.95)
