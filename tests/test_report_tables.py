@@ -156,3 +156,15 @@ def test_reading_note_names_the_speed_noise_band(markdown: str) -> None:
     assert noise > 0
     assert f"timing-noise band of report.speed_noise = {noise:g}" in markdown
     assert "timing-noise band" not in how_to_read(0.0)
+
+
+def test_every_replicate_verdict_traces_to_its_record(tmp_path: Path) -> None:
+    from tests.report_facts import Method
+
+    varying = Method("rtn_w2", "rtn", bits=2, broken=20, fixed=2, size_bytes=24_000, jitter=250)
+    run = write_run(tmp_path, [varying], rows=3600, rounds=4)
+    records = build_metrics(run.quality, run.timing, CFG)
+    line = next(x for x in render_markdown(records, recommendation(records, GOAL)).splitlines()
+                if x.startswith("| rtn_w2 |"))  # fmt: skip
+    assert "worse in all 3 replicates, by" in line
+    assert untraced(line, [records["mlp"][1]]) == []

@@ -21,6 +21,7 @@ from quantbench.report.stats import (
     accuracy_interval,
     direction,
     dominates,
+    every_replicate_direction,
     interval_order,
     macro_f1_difference,
     macro_f1_interval,
@@ -98,9 +99,12 @@ def vs_reference(
     """Paired differences to FP32 over the replicates, with intervals, tests and the verdict."""
     runs, refs = facts.scored(method), facts.scored(REFERENCE)
     ref_ok, run_ok = [r.correct for r in refs], [s.correct for s in runs]
-    for entry, r, s in zip(reps, ref_ok, run_ok, strict=True):
-        entry["vs_fp32"]["mcnemar"] = mcnemar([r], [s]).to_json()
+    tests = [mcnemar([r], [s]) for r, s in zip(ref_ok, run_ok, strict=True)]
+    for entry, test in zip(reps, tests, strict=True):
+        entry["vs_fp32"]["mcnemar"] = test.to_json()
     acc = accuracy_difference(ref_ok, run_ok, cfg.confidence)
+    every = every_replicate_direction(tests, cfg.confidence)
+    per_rep = [e["vs_fp32"]["accuracy_diff_pt"] for e in reps]
     f1 = macro_f1_difference(
         [e["vs_fp32"]["macro_f1_diff_pt"] for e in reps],
         [s.labels for s in runs],
@@ -110,7 +114,11 @@ def vs_reference(
         cfg,
     )
     return {
-        "accuracy_diff_pt": {**acc.to_json(), "verdict": accuracy_verdict(acc)},
+        "accuracy_diff_pt": {
+            **acc.to_json(),
+            "verdict": accuracy_verdict(acc, every_replicate=every, per_replicate_pt=per_rep),
+        },
+        "every_replicate": every,
         "accuracy_drop_upper_pt": -acc.lo,
         "macro_f1_diff_pt": f1.to_json(),
         "mcnemar": mcnemar(ref_ok, run_ok).to_json(),
