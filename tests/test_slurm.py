@@ -150,23 +150,23 @@ def test_timing_jobs_had_the_node_to_themselves(slurm_run):
     assert all(int(j["AllocCPUS"]) < cpus for j in others) or cpus == 1, (cpus, others)
 
 
+def _paired_records(cluster: Path, local: Path, pattern: str) -> list[tuple[Path, dict, dict]]:
+    """The JSON files matching ``pattern`` in both result trees (the same set), paired."""
+    found = sorted(p.relative_to(cluster) for p in cluster.glob(pattern))
+    assert found and found == sorted(p.relative_to(local) for p in local.glob(pattern)), pattern
+    return [
+        (rel, json.loads((cluster / rel).read_text()), json.loads((local / rel).read_text()))
+        for rel in found
+    ]
+
+
 def test_quality_and_metrics_match_a_local_run(slurm_run, local_run):
     """Same config, same seeds, same machine: every quality fact and every accuracy statistic
     equal the local executor's; only the timing figures may differ."""
     cluster, local = slurm_run["workdir"] / "results", local_run / "results"
-    quality = sorted(p.relative_to(cluster) for p in cluster.glob("quality/*/*/*.json"))
-    assert quality and quality == sorted(
-        p.relative_to(local) for p in local.glob("quality/*/*/*.json")
-    )
-    for rel in quality:
-        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+    for rel, on_cluster, here in _paired_records(cluster, local, "quality/*/*/*.json"):
         for key in ("labels", "predictions", "test_rows_sha256", "size_bytes", "kernels"):
             assert on_cluster[key] == here[key], f"{rel}: {key}"
-    metrics = sorted(p.relative_to(cluster) for p in cluster.glob("metrics/*/*.json"))
-    assert metrics and metrics == sorted(
-        p.relative_to(local) for p in local.glob("metrics/*/*.json")
-    )
-    for rel in metrics:
-        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+    for rel, on_cluster, here in _paired_records(cluster, local, "metrics/*/*.json"):
         for key in ("accuracy", "macro_f1", "confusion_matrix", "vs_fp32", "size_bytes"):
             assert on_cluster[key] == here[key], f"{rel}: {key}"

@@ -33,6 +33,15 @@ _BATCH_ELEMENTS = 4_000_000
 ROW_METHOD = "percentile"
 
 
+def from_section(cls: Any, values: dict[str, Any], section: str) -> Any:
+    """A settings dataclass from its config section; ValueError naming an unknown key."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{section}.{unknown[0]}: unknown key; known keys: {', '.join(known)}")
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class ReportConfig:
     """The config's ``report`` block: interval level and bootstrap settings."""
@@ -56,11 +65,7 @@ class ReportConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReportConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"report.{unknown[0]}: unknown key; known keys: {', '.join(known)}")
-        return cls(**values)
+        return from_section(cls, values, "report")
 
 
 @dataclass(frozen=True)
