@@ -111,6 +111,7 @@ def quality_record(
         "test_rows": int(labels.size), "test_rows_sha256": digest,
         "labels": labels.tolist(), "predictions": preds.tolist(),
         "size_bytes": m.size_bytes, "payload_bytes": m.size_bytes - 3000,
+        "resident_weight_bytes": m.size_bytes - 2000,
         "kernels": ["quantized::linear"] if int8 else ["aten::addmm"],
         "execution": "int8 kernels" if int8 else "fp32", "engine": "x86" if int8 else None,
         "device": "cpu", "torch_version": "2.5.1+cpu", "info": info,
@@ -157,6 +158,10 @@ def timing_record(
                       "engine": "x86" if int8 else None},
         "rounds": out_rounds, "threads": 1, "device": "cpu", "torch_version": "2.5.1+cpu",
         "cpu": "Example CPU 7763 @ 2.40GHz",
+        "cpu_facts": {"model": "Example CPU 7763 @ 2.40GHz", "architecture": "x86_64",
+                      "features": ["avx2", "fma", "avx512f"], "torch_capability": "AVX512"},
+        "memory": {"peak_rss_bytes": 300 * 2**20,
+                   "copies_per_side": 8},
     }  # fmt: skip
 
 
