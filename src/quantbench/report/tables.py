@@ -206,8 +206,9 @@ def how_to_read(noise: float) -> str:
         "of the same runs. A difference whose interval contains zero (one for a speed ratio) "
         'reads "no measurable change" or "no measurable difference", never better, worse, '
         f"faster or slower{band}. Resident KB: the bytes the loaded model's weights occupy, "
-        "ready to run; peak RSS MB: the high-water mark of the method's timing process (torch, the data, "
-        "FP32 and the method with their rotating copies), so it has no FP32 row of its own. "
+        "ready to run; peak RSS MB: the high-water mark of the method's timing process "
+        "(torch, the data, FP32 and the method with their rotating copies), so it has no "
+        "FP32 row of its own. "
         f"Every figure is a field of `metrics/{{model}}/{{method}}.json`."
     )
 
