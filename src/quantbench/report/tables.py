@@ -141,7 +141,11 @@ def probe_text(probe: dict[str, Any] | None) -> str:
     if not probe["probed"]:
         return f" (set in quantization.engine, no probe: {probe['reason']})"
     figures = []
-    for name, e in probe["engines"].items():
+    fastest_first = sorted(
+        probe["engines"].items(),
+        key=lambda item: (item[1]["status"] != "ok", item[1].get("time_vs_fastest", 0), item[0]),
+    )
+    for name, e in fastest_first:
         if e["status"] != "ok":
             figures.append(f"{name} failed")
         elif "samples_per_s" in e:
