@@ -1,6 +1,9 @@
 # The int8 engine by measurement: every engine this torch offers, timed on the run's own
 # statically quantized model (first replicate), the fastest kept; an explicit engine wins
-# without a probe. All cores, like a timing job: nothing else runs beside the measurement.
+# without a probe. It runs as soon as that FP32 model exists, beside other jobs: the engines
+# are compared in interleaved rounds of ~10 ms blocks, so a neighbour's load hits all alike,
+# and claiming every core would leave it waiting for the machine to empty (the int8 jobs wait
+# for it). Priority puts it ahead of the jobs that are ready at the same time.
 rule probe_engine:
     input:
         unpack(get_probe_engine_input),
@@ -10,9 +13,10 @@ rule probe_engine:
         "logs/probe_engine/{model}.log",
     benchmark:
         "results/benchmarks/probe_engine/{model}.tsv"
+    priority: 50
     conda:
         "../../envs/quantbench.yaml"
-    threads: get_time_threads()
+    threads: config["evaluate"]["threads"]
     resources:
         mem_mb=2000,
     params:
