@@ -420,3 +420,18 @@ def test_int4_methods_are_scored_and_timed_on_the_int4_kernel(int4_done):
     assert int4["resident_weight_bytes"] < 0.5 * deq["resident_weight_bytes"]
     assert (int4["size_bytes"], int4["payload_bytes"]) == (deq["size_bytes"], deq["payload_bytes"])
     assert int4["info"]["layer_error"] == deq["info"]["layer_error"]  # the same codes
+
+
+def test_a_torch_upgrade_reruns_the_probe_with_everything_torch_ran(copy_of_done):
+    common = copy_of_done / "workflow" / "rules" / "common.smk"
+    text = common.read_text()
+    assert 'return importlib.metadata.version("torch")' in text
+    common.write_text(text.replace('importlib.metadata.version("torch")', '"0.0+other"'))
+    assert planned_jobs(copy_of_done) == {
+        **jobs("train_fp32", [MODEL], REPS),
+        **PROBE,
+        **jobs("quantize", [MODEL], REPS, TINY_METHODS),
+        **jobs("score", [MODEL], REPS, VARIANTS),
+        **jobs("time", [MODEL], TINY_METHODS),
+        "summarize": 1,
+    }
