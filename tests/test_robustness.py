@@ -34,7 +34,14 @@ import yaml
 
 from quantbench.files import write_text
 from quantbench.loader import load_model
-from tests.workflow_helpers import SNAKEMAKE, copy_workflow, planned_jobs, run_ok, snakemake
+from tests.workflow_helpers import (
+    SNAKEMAKE,
+    copy_workflow,
+    pin_engine,
+    planned_jobs,
+    run_ok,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -199,14 +206,14 @@ def overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("reference"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("reference")))
     run_ok(workdir, "--cores", "2")
     return workdir
 
 
 @pytest.fixture(scope="module")
 def parallel(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("parallel"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("parallel")))
     run_ok(workdir, "--cores", "4")
     return workdir
 
@@ -223,7 +230,7 @@ class Killed:
 
 @pytest.fixture(scope="module")
 def sigkilled(tmp_path_factory) -> Killed:
-    workdir = copy_workflow(tmp_path_factory.mktemp("sigkilled"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("sigkilled")))
     proc = start(workdir, "--cores", "1")
     quantize = workdir / "logs" / "quantize" / "mlp"
     logs = [quantize / rep / f"{m}.log" for rep in REPS for m in TINY_METHODS]
@@ -478,7 +485,8 @@ def test_no_job_runs_beside_a_timing_job(parallel):
     steps = step_intervals(parallel)
     # generate_traffic and summarize; per replicate preprocess, train, quantize and score; time
     per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
-    assert len(steps) == 2 + len(REPS) * per_rep + len(TINY_METHODS)
+    # + probe_engine (the engine is named in these runs, so it only checks and records it)
+    assert len(steps) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for name, timed in steps.items():
         if name.startswith("time/"):
             beside = [

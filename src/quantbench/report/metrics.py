@@ -34,7 +34,7 @@ from quantbench.report.wording import REFERENCE as REFERENCE_WORD
 from quantbench.report.wording import accuracy_verdict, speed_verdict
 
 Metrics = dict[str, Any]
-FORMAT, VERSION = "quantbench-metrics", 2
+FORMAT, VERSION = "quantbench-metrics", 3
 _INFO_KEYS = ("layer_error", "calibration_rows", "quantize_seconds", "history")
 _SPEEDUPS = (("batch_1", "latency_ms"), ("batch_n", "pass_ms"))
 
@@ -236,18 +236,22 @@ def timing_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[str,
     if method != REFERENCE:
         jobs = [facts.timing[method]]
     if not jobs:
-        keys = ("latency_ms", "throughput", "speedup", "threads", "cpu", "timing")
-        return dict.fromkeys(keys)
+        keys = ("latency_ms", "throughput", "speedup", "threads", "cpu", "cpu_facts")
+        return dict.fromkeys((*keys, "peak_rss_bytes", "peak_rss_mb", "timing"))
     side = "reference" if method == REFERENCE else "candidate"
     figures = [side_figures(t, side) for t in jobs]
     first = jobs[0].record
     batch = int(first["settings"]["batch_size"])
+    peak = None if method == REFERENCE else first["memory"]["peak_rss_bytes"]
     return {
         "latency_ms": _median_of([f[0] for f in figures]),
         "throughput": _median_of([f[1] for f in figures]),
         "speedup": _reference_speedups(batch) if method == REFERENCE else speedups(jobs[0], cfg),
         "threads": first["threads"],
         "cpu": first["cpu"],
+        "cpu_facts": first["cpu_facts"],
+        "peak_rss_bytes": peak,
+        "peak_rss_mb": None if peak is None else peak / 2**20,
         "timing": {
             "replicate": first["replicate"],
             "rounds": len(first["rounds"]),
@@ -268,6 +272,29 @@ def _reference_side(t: Timed) -> dict[str, Any]:
 # The record
 
 
+def engine_probe(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model's engine record in short (every engine's figures, the pick and why)."""
+    if record is None:
+        return None
+    keep = ("status", "median_ms", "samples_per_s", "time_vs_fastest", "stage", "error")
+    settings = record["settings"] or {}
+    objective = settings.get("objective", "throughput")
+    rows = settings.get("batch_size", 1) if objective == "throughput" else 1
+    return {
+        "engine": record["engine"],
+        "requested": record["requested"],
+        "probed": bool(record["probed"]),
+        "reason": record["reason"],
+        "objective": objective,
+        "rows": int(rows),
+        "probe_seconds": float(record.get("probe_seconds", 0.0)),
+        "engines": {
+            name: {k: v for k, v in entry.items() if k in keep}
+            for name, entry in record["engines"].items()
+        },
+    }
+
+
 def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figures) -> Metrics:
     """The metrics record of one method (FP32 included) of one model."""
     first = facts.scored(method)[0].record  # the timed replicate: its checkpoint is reported
@@ -284,11 +311,14 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         **quality_block(facts, method, cfg, figs),
         "size_bytes": first["size_bytes"],
         "payload_bytes": first["payload_bytes"],
+        "resident_weight_bytes": first["resident_weight_bytes"],
+        "resident_kb": first["resident_weight_bytes"] / 1024,
         "size_kb": first["size_bytes"] / 1024,
         "compression": ref_size / first["size_bytes"],
         "kernels": list(first["kernels"]),
         "execution": first["execution"],
         "engine": first["engine"],
+        "engine_probe": engine_probe(facts.engine),
         "device": first["device"],
         "torch_version": first["torch_version"],
         **timing_block(facts, method, cfg),
