@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from quantbench.config import replicate_name, replicate_seeds
-from tests.workflow_helpers import SNAKEMAKE, copy_workflow, run_ok
+from tests.workflow_helpers import SNAKEMAKE, copy_workflow, pin_engine, run_ok
 
 pytestmark = pytest.mark.slurm
 
@@ -53,7 +53,7 @@ def _expected_comments(config_path: Path) -> Counter:
     methods = list(cfg["methods"])
     reps = [replicate_name(s) for s in replicate_seeds(cfg)]
     model = "mlp"
-    comments = ["rule_generate_traffic"]
+    comments = ["rule_generate_traffic", f"rule_probe_engine_wildcards_{model}"]
     for rep in reps:
         comments += [f"rule_preprocess_wildcards_{rep}", f"rule_train_fp32_wildcards_{model}_{rep}"]
         comments += [f"rule_quantize_wildcards_{model}_{rep}_{m}" for m in methods]
@@ -86,7 +86,7 @@ def slurm_run(tmp_path_factory) -> dict:
     problem = _cluster_problem()
     if problem:
         pytest.fail(problem)
-    workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("slurm")))
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
@@ -118,7 +118,7 @@ def slurm_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     """The same config run with the local executor."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("local"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("local")))
     run_ok(workdir, "--cores", "2")
     return workdir
 
