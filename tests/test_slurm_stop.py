@@ -61,14 +61,19 @@ def _wait_for_running_jobs(workdir: Path, proc: subprocess.Popen) -> tuple[str, 
     while time.monotonic() < deadline:
         text = out.read_text()
         run_id = re.search(r"SLURM run ID: (\S+)", text)
-        if run_id and "group_fp32_" in text:  # the FP32 group jobs of the second stage
+        started = [
+            p
+            for p in (workdir / "logs").glob("preprocess/*.log")
+            if "step started" in p.read_text()
+        ]
+        if run_id and started:  # a step of an FP32 group job (the second stage) is running
             queued = _queue(run_id.group(1))
             if queued:
                 return run_id.group(1), queued
         assert proc.poll() is None, text
         time.sleep(0.2)
     proc.kill()
-    pytest.fail(f"no group job was submitted in time:\n{out.read_text()}")
+    pytest.fail(f"no step of a group job started in time:\n{out.read_text()}")
 
 
 def _locks(workdir: Path) -> list[Path]:
@@ -98,7 +103,9 @@ def test_stopping_cancels_every_job_of_the_run(workdir, wrapped, sig):
         time.sleep(0.5)
     assert _queue(run_id) == []
     assert _locks(workdir) == []  # the same command resumes without --unlock
-    for log in _unfinished_step_logs(workdir):  # a cancelled step says so, and wrote nothing
+    unfinished = _unfinished_step_logs(workdir)
+    assert unfinished  # the signal came while a step ran
+    for log in unfinished:  # a cancelled step says so, and wrote nothing
         assert "step interrupted by SIGTERM" in log.read_text(), log.read_text()
     assert not list((workdir / "results").rglob("*.tmp"))
 
