@@ -114,7 +114,7 @@ def slurm_run(tmp_path_factory) -> dict:
         "SBATCH_ACCOUNT": ACCOUNT,
     }
     env.pop("QUANTBENCH_SLURM_GPUS", None)
-    # Test-only flags: no retry (a failure must show), and a 2 s first status poll instead of 40 s.
+    # Test-only flags: no retry (a failure must show), and 2 s status polls instead of 10 s.
     cmd = [
         "timeout", "-k", "10", str(WORKFLOW_LIMIT_S), *SNAKEMAKE,
         "--profile", "slurm", "--configfile", "tests/config_tiny.yaml",
