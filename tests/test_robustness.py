@@ -443,6 +443,33 @@ def test_resuming_a_changed_variant_reruns_only_that_variant(interrupted_change)
     assert planned_jobs(workdir) == {}
 
 
+def test_sigterm_to_snakemake_alone_lets_running_jobs_finish_and_starts_no_new_one(tmp_path):
+    """`kill PID` (SIGTERM to Snakemake, not to its jobs): Snakemake starts nothing new, waits
+    for the jobs under way, releases the lock and exits non-zero; the same command resumes."""
+    workdir = copy_workflow(tmp_path)
+    targets = [f"results/models/mlp/{rep}/fp32.pt" for rep in REPS]
+    logs = [workdir / "logs" / "train_fp32" / "mlp" / f"{rep}.log" for rep in REPS]
+    proc = start(workdir, "--cores", "1", *targets)  # one job at a time: the other must wait
+    log = wait_for_step(proc, logs)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) != 0
+    out = (workdir / "interrupted-run.out").read_text()
+    assert "Will exit after finishing currently running jobs" in out, out
+    assert FINISHED.match(log.read_text().splitlines()[-1])  # the running job completed
+    rep = log.stem
+    assert (workdir / "results" / "models" / "mlp" / rep / "fp32.pt").is_file()
+    (other,) = set(REPS) - {rep}
+    assert not (workdir / "logs" / "train_fp32" / "mlp" / f"{other}.log").exists()  # not started
+    assert not list((workdir / ".snakemake" / "locks").glob("*"))
+    assert not [p for p in (workdir / ".snakemake" / "incomplete").rglob("*") if p.is_file()]
+    assert partial_files(workdir) == []
+    kept = snapshot(workdir)
+    resumed = run_ok(workdir, "--cores", "1", *targets)
+    assert (resumed.stdout + resumed.stderr).count("rule train_fp32:") == 1  # only the other
+    after = snapshot(workdir)
+    assert all(after[path] == state for path, state in kept.items())
+
+
 # ---------------------------------------------------------------- determinism
 
 

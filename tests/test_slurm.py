@@ -46,19 +46,41 @@ def _cluster_problem() -> str | None:
     return None
 
 
+def _profile_groups() -> dict[str, str]:
+    """rule -> group name pattern, from the profile (a YTE template: plain YAML for this key)."""
+    text = (Path(__file__).resolve().parents[1] / "slurm" / "config.yaml").read_text()
+    return yaml.safe_load(text)["groups"]
+
+
 def _expected_comments(config_path: Path) -> Counter:
-    """One sbatch job per non-local job, named as the plugin writes the job comment
-    (`rule_<rule>_wildcards_<values joined by _>`, in the order of the output pattern)."""
+    """One sbatch job per group job and per ungrouped non-local job, named as the plugin writes
+    the job comment: `rule_<rule>_wildcards_<values joined by _>` for a single job and
+    `rule_<group>_<its rules, sorted, joined by _>` for a group job."""
     cfg = yaml.safe_load(config_path.read_text())
     methods = list(cfg["methods"])
     reps = [replicate_name(s) for s in replicate_seeds(cfg)]
     model = "mlp"
-    comments = ["rule_generate_traffic", f"rule_probe_engine_wildcards_{model}"]
+    groups = _profile_groups()
+    members: dict[str, set[str]] = {}  # group job name -> rules in it
+    comments = ["rule_generate_traffic"]
+
+    def add(rule: str, **wildcards: str) -> None:
+        if rule in groups:
+            members.setdefault(groups[rule].format(**wildcards), set()).add(rule)
+        else:
+            comments.append(f"rule_{rule}_wildcards_{'_'.join(wildcards.values())}")
+
     for rep in reps:
-        comments += [f"rule_preprocess_wildcards_{rep}", f"rule_train_fp32_wildcards_{model}_{rep}"]
-        comments += [f"rule_quantize_wildcards_{model}_{rep}_{m}" for m in methods]
-        comments += [f"rule_score_wildcards_{model}_{rep}_{m}" for m in ["fp32", *methods]]
-    comments += [f"rule_time_wildcards_{model}_{m}" for m in methods]
+        add("preprocess", rep=rep)
+        add("train_fp32", model=model, rep=rep)
+        for m in methods:
+            add("quantize", model=model, rep=rep, method=m)
+        for m in ["fp32", *methods]:
+            add("score", model=model, rep=rep, method=m)
+    add("probe_engine", model=model)
+    for m in methods:
+        add("time", model=model, method=m)
+    comments += [f"rule_{name}_{'_'.join(sorted(rules))}" for name, rules in members.items()]
     return Counter(comments)
 
 
@@ -93,7 +115,7 @@ def slurm_run(tmp_path_factory) -> dict:
         "SBATCH_ACCOUNT": ACCOUNT,
     }
     env.pop("QUANTBENCH_SLURM_GPUS", None)
-    # Test-only flags: no retry (a failure must show), and a 2 s first status poll instead of 40 s.
+    # Test-only flags: no retry (a failure must show), and 2 s status polls instead of 10 s.
     cmd = [
         "timeout", "-k", "10", str(WORKFLOW_LIMIT_S), *SNAKEMAKE,
         "--profile", "slurm", "--configfile", "tests/config_tiny.yaml",
