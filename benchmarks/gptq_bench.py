@@ -9,8 +9,8 @@ output error of each layer, and the checkpoint file size as a share of the FP32 
 Usage::
 
     python benchmarks/gptq_bench.py [--threads 1] [--group-size 32] [--no-act-order]
-    python benchmarks/gptq_bench.py --checkpoint results/models/fp32.pt \\
-        --dataset results/data/dataset.npz
+    python benchmarks/gptq_bench.py --checkpoint results/models/mlp/seed42/fp32.pt \\
+        --dataset results/data/seed42/dataset.npz
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def size_ratio(setup: Setup, variant: dict[str, Any], state: dict, folder: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="FP32 checkpoint (models/fp32.pt) to quantize")
+    parser.add_argument("--checkpoint", help="FP32 checkpoint (results/models/<model>/<replicate>/fp32.pt) to quantize")
     parser.add_argument("--dataset", help="dataset.npz matching --checkpoint")
     parser.add_argument("--n-flows", type=int, default=24000)
     parser.add_argument("--epochs", type=int, default=15)

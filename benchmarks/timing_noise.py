@@ -133,7 +133,7 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
                 step = paths(args.results, args.model, args.replicate, method)
                 step |= {"model": args.model, "method": method, "replicate": args.replicate,
-                         "timing": timing, "engine": config["quantization"]["engine"]}  # fmt: skip
+                         "timing": timing}  # fmt: skip
                 runs[method].append(time_once(step, out_dir / f"{method}.{job}.json"))
     print(f"{args.jobs} timing jobs per method, one after another; settings {timing}")
     print(f"load average {min(loads):.1f} … {max(loads):.1f}; CPU {runs['fp32'][0]['doc']['cpu']}")

@@ -63,6 +63,7 @@ class Run:
     root: Path
     quality: list[str] = field(default_factory=list)
     timing: list[str] = field(default_factory=list)
+    engine: list[str] = field(default_factory=list)
 
 
 def labels_and_fp32(seed: int, rows: int, fp32_accuracy: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +133,7 @@ def quality_record(
         "test_rows": int(labels.size), "test_rows_sha256": digest,
         "labels": labels.tolist(), "predictions": preds.tolist(),
         "size_bytes": m.size_bytes, "payload_bytes": m.size_bytes - 3000,
+        "resident_weight_bytes": m.size_bytes - 2000,
         "kernels": ["quantized::linear"] if int8 else ["aten::addmm"],
         "execution": "int8 kernels" if int8 else "fp32", "engine": "x86" if int8 else None,
         "device": "cpu", "torch_version": "2.5.1+cpu", "info": info,
@@ -178,6 +180,33 @@ def timing_record(
                       "engine": "x86" if int8 else None},
         "rounds": out_rounds, "threads": 1, "device": "cpu", "torch_version": "2.5.1+cpu",
         "cpu": "Example CPU 7763 @ 2.40GHz",
+        "cpu_facts": {"model": "Example CPU 7763 @ 2.40GHz", "architecture": "x86_64",
+                      "features": ["avx2", "fma", "avx512f"], "torch_capability": "AVX512"},
+        "memory": {"peak_rss_bytes": 300 * 2**20,
+                   "copies_per_side": 8},
+    }  # fmt: skip
+
+
+def engine_record(model: str = "mlp", probed: bool = True) -> dict[str, Any]:
+    """An engine record as the probe_engine step writes it (two engines, x86 the faster)."""
+    entries = {
+        "x86": {"status": "ok", "round_ms": [0.21, 0.2], "median_ms": 0.205,
+                "time_vs_fastest": 1.0, "samples_per_s": 2497561.0, "calls_per_round": 20,
+                "build_seconds": 0.04},
+        "qnnpack": {"status": "ok", "round_ms": [0.61, 0.6], "median_ms": 0.605,
+                    "time_vs_fastest": 2.95, "samples_per_s": 846281.0, "calls_per_round": 16,
+                    "build_seconds": 0.05},
+        "onednn": {"status": "failed", "stage": "run", "error": "RuntimeError: no kernel"},
+    }  # fmt: skip
+    return {
+        "model": model, "format": "quantbench-engine", "version": 1,
+        "engine": "x86", "requested": "auto" if probed else "x86", "probed": probed,
+        "reason": "fastest at throughput: 2.95x faster than qnnpack" if probed
+        else "x86 set explicitly in quantization.engine; no probe ran",
+        "fastest": "x86" if probed else None, "tied": ["x86"] if probed else [],
+        "default": "x86", "settings": {"objective": "throughput", "batch_size": 512},
+        "engines": entries if probed else {}, "round_orders": [], "probe_seconds": 0.4,
+        "torch_version": "2.5.1+cpu", "cpu": {"model": "Example CPU 7763 @ 2.40GHz"},
     }  # fmt: skip
 
 
@@ -208,4 +237,8 @@ def write_run(
         path = root / "timing" / model / f"{m.name}.json"
         write_json(path, timing_record(m, model, f"seed{seeds[0]}", rounds, seed=i))
         run.timing.append(str(path))
+    if any(m.kind.startswith(("ptq", "qat")) for m in methods):
+        path = root / "engine" / f"{model}.json"
+        write_json(path, engine_record(model))
+        run.engine.append(str(path))
     return run

@@ -32,7 +32,9 @@ def test_minimal_config_takes_schema_defaults():
     cfg = resolve_config({"methods": {"r": {"kind": "rtn"}}}, SCHEMA)
     assert cfg["seed"] == 42
     assert cfg["models"] == {"mlp": {"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}}
-    assert cfg["methods"]["r"] == {"kind": "rtn", "bits": 4, "group_size": 32, "symmetric": False}
+    assert cfg["methods"]["r"] == {
+        "kind": "rtn", "bits": 4, "group_size": 32, "symmetric": False, "execution": "auto",
+    }  # fmt: skip
 
 
 BAD = {
@@ -127,6 +129,27 @@ BAD = {
         "models.u.factory",
     ),
     "method without kind": (lambda c: c["methods"].update(x={"bits": 4}), "'kind' is a required"),
+    "int4 for 8-bit codes": (
+        lambda c: c["methods"]["gptq_w4"].update(bits=8, execution="int4"),
+        "methods.gptq_w4.execution: the int4 kernel holds codes of at most 4 bits, got bits: 8; "
+        "use execution: dequantized, or execution: int8 with group_size: -1",
+    ),
+    "int4 for groups of 16": (
+        lambda c: c["methods"]["rtn_w4"].update(group_size=16, execution="int4"),
+        "methods.rtn_w4.execution: the int4 kernel needs group_size -1 or a multiple of 32",
+    ),
+    "int8 for grouped codes": (
+        lambda c: c["methods"]["rtn_w4"].update(execution="int8"),
+        "methods.rtn_w4.execution: int8 needs group_size -1",
+    ),
+    "unknown execution path": (
+        lambda c: c["methods"]["rtn_w4"].update(execution="int2"),
+        "choose one of: auto, dequantized, int4, int8",
+    ),
+    "unknown probe objective": (
+        lambda c: c["quantization"].update(probe_objective="energy"),
+        "quantization.probe_objective",
+    ),
     "fewer timed passes than rounds": (
         lambda c: c["evaluate"].update(throughput_repeats=30),
         "evaluate.throughput_repeats (30) is below evaluate.rounds (100)",

@@ -241,7 +241,6 @@ def _run(tmp_path, reference="fp32.pt", candidate="rtn_w4.pt", method="rtn_w4", 
         method=method,
         replicate="seed42",
         timing=TINY,
-        engine="auto",
         timing_out=str(out),
     )
     return json.loads(out.read_text())
@@ -252,7 +251,8 @@ def test_timing_json_has_the_fields_of_the_spec(tmp_path):
     doc = _run(tmp_path)
     assert set(doc) == {
         "format", "version", "model", "method", "kind", "replicate", "settings", "reference",
-        "candidate", "rounds", "threads", "device", "torch_version", "cpu",
+        "candidate", "rounds", "threads", "device", "torch_version", "cpu", "cpu_facts",
+        "memory",
     }  # fmt: skip
     assert (doc["format"], doc["version"]) == ("quantbench-timing", 1)
     assert (doc["model"], doc["method"], doc["kind"], doc["replicate"]) == (

@@ -190,3 +190,21 @@ def test_every_record_field_is_in_the_schema(records: dict[str, Any]) -> None:
     for r in records.values():
         assert set(r) <= set(schema["properties"])
         assert set(schema["required"]) <= set(r)
+
+
+def test_a_loss_that_varies_between_seeds_reads_worse_in_every_replicate(tmp_path: Path) -> None:
+    """16-fold spread of a real loss: the t-interval over 3 replicates spans zero, but each
+    replicate's exact test rejects, so the verdict says worse in all 3 and not 'no change'."""
+    varying = Method("rtn_w2", "rtn", bits=2, broken=20, fixed=2, size_bytes=24_000, jitter=250)
+    run = write_run(tmp_path, [varying], seeds=(42, 43, 44), rows=3600, rounds=4)
+    rec = build_metrics(run.quality, run.timing, CFG)["mlp"][1]
+    vs = rec["vs_fp32"]
+    diffs = [r["vs_fp32"]["accuracy_diff_pt"] for r in rec["replicates"]]
+    assert vs["accuracy_diff_pt"]["ci"][0] < 0 < vs["accuracy_diff_pt"]["ci"][1]
+    assert all(r["vs_fp32"]["mcnemar"]["p_value"] < 0.05 for r in rec["replicates"])
+    assert vs["every_replicate"] == -1
+    lo, hi = sorted(abs(d) for d in diffs)[0], max(abs(d) for d in diffs)
+    assert vs["accuracy_diff_pt"]["verdict"] == (
+        f"worse in all 3 replicates, by {lo:.2f} to {hi:.2f} pt (an exact McNemar test in each)"
+    )
+    assert vs["accuracy_drop_upper_pt"] > 10  # the recommendation still sees the whole interval

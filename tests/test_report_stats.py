@@ -312,3 +312,29 @@ def test_report_config_is_checked() -> None:
         ReportConfig(bootstrap_resamples=10)
     with pytest.raises(ValueError, match=r"report\.level: unknown key"):
         ReportConfig.from_dict({"level": 0.9})
+
+
+def test_every_replicate_direction_is_an_intersection_of_exact_tests() -> None:
+    from quantbench.report.stats import McNemar, every_replicate_direction
+
+    worse = [McNemar(20, 2, mcnemar_exact(20, 2)), McNemar(640, 66, mcnemar_exact(640, 66))]
+    assert every_replicate_direction(worse, 0.95) == -1
+    better = [McNemar(2, 20, mcnemar_exact(2, 20))] * 3
+    assert every_replicate_direction(better, 0.95) == 1
+    # one replicate not significant, or the directions disagree: no verdict from this test
+    weak = [*worse, McNemar(11, 9, mcnemar_exact(11, 9))]
+    assert every_replicate_direction(weak, 0.95) == 0
+    assert every_replicate_direction([worse[0], better[0]], 0.95) == 0
+    # 20 vs 2 has p = 0.00009: significant at 0.95, not at 0.99999
+    assert every_replicate_direction(worse, 0.99999) == 0
+    assert every_replicate_direction(worse[:1], 0.95) == 0  # one replicate: the interval decides
+
+
+def test_accuracy_interval_stays_within_zero_and_one() -> None:
+    rng = np.random.default_rng(0)
+    # replicates at 0.99, 0.75 and 0.98: the raw t-interval reaches past 1
+    correct = [rng.random(2000) < p for p in (0.99, 0.75, 0.98)]
+    raw = t_interval([float(c.mean()) for c in correct], 0.95)
+    assert raw.hi > 1
+    iv = accuracy_interval(correct, 0.95)
+    assert iv.hi == 1.0 and iv.lo == pytest.approx(raw.lo) and iv.method == "t"

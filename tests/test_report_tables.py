@@ -26,7 +26,7 @@ NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 @pytest.fixture(scope="module")
 def by_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
     run = write_run(tmp_path_factory.mktemp("t"), DEFAULT_METHODS, rows=1200, rounds=10)
-    return build_metrics(run.quality, run.timing, CFG)
+    return build_metrics(run.quality, run.timing, CFG, run.engine)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,29 @@ def test_run_facts_line(by_model: Any) -> None:
     assert "1 thread(s)" in line and "int8 engine x86" in line
     assert "throughput at batch 512" in line and "3 replicate(s) (seeds 42, 43, 44)" in line
     assert "confidence level 0.95" in line and "10 interleaved timing rounds" in line
+    assert "ISA features avx2 fma avx512f" in line
+    assert (
+        "int8 engine x86 (probed, throughput at 512 row(s) per call: x86 2497561/s, qnnpack "
+        "846281/s, onednn failed; fastest at throughput: 2.95x faster than qnnpack)"
+    ) in line
+
+
+def test_run_facts_say_when_the_engine_was_named(by_model: Any) -> None:
+    from quantbench.report.metrics import engine_probe
+    from tests.report_facts import engine_record
+
+    records = [{**r, "engine_probe": engine_probe(engine_record(probed=False))}
+               for r in by_model["mlp"]]  # fmt: skip
+    line = run_facts(records)
+    assert "int8 engine x86 (set in quantization.engine, no probe: x86 set explicitly" in line
+
+
+def test_memory_columns_sit_beside_size(by_model: Any) -> None:
+    columns, rows = summary_table(by_model)
+    i = columns.index("size KB")
+    assert columns[i + 1 : i + 3] == ["resident KB", "peak RSS MB"]
+    table = {r[0]: dict(zip(columns, r, strict=True)) for r in rows}
+    assert table["fp32"]["peak RSS MB"] == "" and table["rtn_w4"]["peak RSS MB"] == "300.0"
 
 
 def test_markdown_layout(markdown: str) -> None:
@@ -174,3 +197,15 @@ def test_reading_note_names_the_speed_noise_band(markdown: str) -> None:
     assert noise > 0
     assert f"timing-noise band of report.speed_noise = {noise:g}" in markdown
     assert "timing-noise band" not in how_to_read(0.0)
+
+
+def test_every_replicate_verdict_traces_to_its_record(tmp_path: Path) -> None:
+    from tests.report_facts import Method
+
+    varying = Method("rtn_w2", "rtn", bits=2, broken=20, fixed=2, size_bytes=24_000, jitter=250)
+    run = write_run(tmp_path, [varying], rows=3600, rounds=4)
+    records = build_metrics(run.quality, run.timing, CFG)
+    line = next(x for x in render_markdown(records, recommendation(records, GOAL)).splitlines()
+                if x.startswith("| rtn_w2 |"))  # fmt: skip
+    assert "worse in all 3 replicates, by" in line
+    assert untraced(line, [records["mlp"][1]]) == []

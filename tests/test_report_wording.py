@@ -90,3 +90,20 @@ def test_small_values_never_print_as_zero() -> None:
     assert fixed(0.0004, 3) == "0.0004"
     assert fixed(0.0, 2) == "0.00"
     assert fixed(None, 2) == ""
+
+
+def test_accuracy_verdict_from_every_replicate_when_the_interval_spans_zero() -> None:
+    wide = iv(-11.44, -34.95, 12.08)
+    per_rep = [-15.944, -0.556, -17.806]
+    assert (
+        accuracy_verdict(wide, every_replicate=-1, per_replicate_pt=per_rep)
+        == "worse in all 3 replicates, by 0.56 to 17.81 pt (an exact McNemar test in each)"
+    )
+    assert accuracy_verdict(iv(2.0, -1.0, 5.0), every_replicate=1, per_replicate_pt=[1, 3]) == (
+        "better in all 2 replicates, by 1.00 to 3.00 pt (an exact McNemar test in each)"
+    )
+    assert accuracy_verdict(wide, every_replicate=0, per_replicate_pt=per_rep) == NO_CHANGE
+    # an interval that excludes zero keeps its own wording
+    assert accuracy_verdict(iv(-0.8, -1.1, -0.5), every_replicate=-1, per_replicate_pt=[-1]) == (
+        "worse by 0.8 pt [0.5, 1.1]"
+    )

@@ -34,7 +34,14 @@ import yaml
 
 from quantbench.files import write_text
 from quantbench.loader import load_model
-from tests.workflow_helpers import SNAKEMAKE, copy_workflow, planned_jobs, run_ok, snakemake
+from tests.workflow_helpers import (
+    SNAKEMAKE,
+    copy_workflow,
+    pin_engine,
+    planned_jobs,
+    run_ok,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -199,14 +206,14 @@ def overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("reference"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("reference")))
     run_ok(workdir, "--cores", "2")
     return workdir
 
 
 @pytest.fixture(scope="module")
 def parallel(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("parallel"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("parallel")))
     run_ok(workdir, "--cores", "4")
     return workdir
 
@@ -223,7 +230,7 @@ class Killed:
 
 @pytest.fixture(scope="module")
 def sigkilled(tmp_path_factory) -> Killed:
-    workdir = copy_workflow(tmp_path_factory.mktemp("sigkilled"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("sigkilled")))
     proc = start(workdir, "--cores", "1")
     quantize = workdir / "logs" / "quantize" / "mlp"
     logs = [quantize / rep / f"{m}.log" for rep in REPS for m in TINY_METHODS]
@@ -436,6 +443,33 @@ def test_resuming_a_changed_variant_reruns_only_that_variant(interrupted_change)
     assert planned_jobs(workdir) == {}
 
 
+def test_sigterm_to_snakemake_alone_lets_running_jobs_finish_and_starts_no_new_one(tmp_path):
+    """`kill PID` (SIGTERM to Snakemake, not to its jobs): Snakemake starts nothing new, waits
+    for the jobs under way, releases the lock and exits non-zero; the same command resumes."""
+    workdir = copy_workflow(tmp_path)
+    targets = [f"results/models/mlp/{rep}/fp32.pt" for rep in REPS]
+    logs = [workdir / "logs" / "train_fp32" / "mlp" / f"{rep}.log" for rep in REPS]
+    proc = start(workdir, "--cores", "1", *targets)  # one job at a time: the other must wait
+    log = wait_for_step(proc, logs)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) != 0
+    out = (workdir / "interrupted-run.out").read_text()
+    assert "Will exit after finishing currently running jobs" in out, out
+    assert FINISHED.match(log.read_text().splitlines()[-1])  # the running job completed
+    rep = log.stem
+    assert (workdir / "results" / "models" / "mlp" / rep / "fp32.pt").is_file()
+    (other,) = set(REPS) - {rep}
+    assert not (workdir / "logs" / "train_fp32" / "mlp" / f"{other}.log").exists()  # not started
+    assert not list((workdir / ".snakemake" / "locks").glob("*"))
+    assert not [p for p in (workdir / ".snakemake" / "incomplete").rglob("*") if p.is_file()]
+    assert partial_files(workdir) == []
+    kept = snapshot(workdir)
+    resumed = run_ok(workdir, "--cores", "1", *targets)
+    assert (resumed.stdout + resumed.stderr).count("rule train_fp32:") == 1  # only the other
+    after = snapshot(workdir)
+    assert all(after[path] == state for path, state in kept.items())
+
+
 # ---------------------------------------------------------------- determinism
 
 
@@ -478,7 +512,8 @@ def test_no_job_runs_beside_a_timing_job(parallel):
     steps = step_intervals(parallel)
     # generate_traffic and summarize; per replicate preprocess, train, quantize and score; time
     per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
-    assert len(steps) == 2 + len(REPS) * per_rep + len(TINY_METHODS)
+    # + probe_engine (the engine is named in these runs, so it only checks and records it)
+    assert len(steps) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for name, timed in steps.items():
         if name.startswith("time/"):
             beside = [

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from quantbench.config import replicate_name, replicate_seeds
-from tests.workflow_helpers import SNAKEMAKE, copy_workflow, run_ok
+from tests.workflow_helpers import SNAKEMAKE, copy_workflow, pin_engine, run_ok
 
 pytestmark = pytest.mark.slurm
 
@@ -46,19 +46,41 @@ def _cluster_problem() -> str | None:
     return None
 
 
+def _profile_groups() -> dict[str, str]:
+    """rule -> group name pattern, from the profile (a YTE template: plain YAML for this key)."""
+    text = (Path(__file__).resolve().parents[1] / "slurm" / "config.yaml").read_text()
+    return yaml.safe_load(text)["groups"]
+
+
 def _expected_comments(config_path: Path) -> Counter:
-    """One sbatch job per non-local job, named as the plugin writes the job comment
-    (`rule_<rule>_wildcards_<values joined by _>`, in the order of the output pattern)."""
+    """One sbatch job per group job and per ungrouped non-local job, named as the plugin writes
+    the job comment: `rule_<rule>_wildcards_<values joined by _>` for a single job and
+    `rule_<group>_<its rules, sorted, joined by _>` for a group job."""
     cfg = yaml.safe_load(config_path.read_text())
     methods = list(cfg["methods"])
     reps = [replicate_name(s) for s in replicate_seeds(cfg)]
     model = "mlp"
+    groups = _profile_groups()
+    members: dict[str, set[str]] = {}  # group job name -> rules in it
     comments = ["rule_generate_traffic"]
+
+    def add(rule: str, **wildcards: str) -> None:
+        if rule in groups:
+            members.setdefault(groups[rule].format(**wildcards), set()).add(rule)
+        else:
+            comments.append(f"rule_{rule}_wildcards_{'_'.join(wildcards.values())}")
+
     for rep in reps:
-        comments += [f"rule_preprocess_wildcards_{rep}", f"rule_train_fp32_wildcards_{model}_{rep}"]
-        comments += [f"rule_quantize_wildcards_{model}_{rep}_{m}" for m in methods]
-        comments += [f"rule_score_wildcards_{model}_{rep}_{m}" for m in ["fp32", *methods]]
-    comments += [f"rule_time_wildcards_{model}_{m}" for m in methods]
+        add("preprocess", rep=rep)
+        add("train_fp32", model=model, rep=rep)
+        for m in methods:
+            add("quantize", model=model, rep=rep, method=m)
+        for m in ["fp32", *methods]:
+            add("score", model=model, rep=rep, method=m)
+    add("probe_engine", model=model)
+    for m in methods:
+        add("time", model=model, method=m)
+    comments += [f"rule_{name}_{'_'.join(sorted(rules))}" for name, rules in members.items()]
     return Counter(comments)
 
 
@@ -86,14 +108,14 @@ def slurm_run(tmp_path_factory) -> dict:
     problem = _cluster_problem()
     if problem:
         pytest.fail(problem)
-    workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("slurm")))
     env = {
         **os.environ,
         "PYTHONHASHSEED": "0",
         "SBATCH_ACCOUNT": ACCOUNT,
     }
     env.pop("QUANTBENCH_SLURM_GPUS", None)
-    # Test-only flags: no retry (a failure must show), and a 2 s first status poll instead of 40 s.
+    # Test-only flags: no retry (a failure must show), and 2 s status polls instead of 10 s.
     cmd = [
         "timeout", "-k", "10", str(WORKFLOW_LIMIT_S), *SNAKEMAKE,
         "--profile", "slurm", "--configfile", "tests/config_tiny.yaml",
@@ -118,7 +140,7 @@ def slurm_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     """The same config run with the local executor."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("local"))
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("local")))
     run_ok(workdir, "--cores", "2")
     return workdir
 
@@ -150,23 +172,23 @@ def test_timing_jobs_had_the_node_to_themselves(slurm_run):
     assert all(int(j["AllocCPUS"]) < cpus for j in others) or cpus == 1, (cpus, others)
 
 
+def _paired_records(cluster: Path, local: Path, pattern: str) -> list[tuple[Path, dict, dict]]:
+    """The JSON files matching ``pattern`` in both result trees (the same set), paired."""
+    found = sorted(p.relative_to(cluster) for p in cluster.glob(pattern))
+    assert found and found == sorted(p.relative_to(local) for p in local.glob(pattern)), pattern
+    return [
+        (rel, json.loads((cluster / rel).read_text()), json.loads((local / rel).read_text()))
+        for rel in found
+    ]
+
+
 def test_quality_and_metrics_match_a_local_run(slurm_run, local_run):
     """Same config, same seeds, same machine: every quality fact and every accuracy statistic
     equal the local executor's; only the timing figures may differ."""
     cluster, local = slurm_run["workdir"] / "results", local_run / "results"
-    quality = sorted(p.relative_to(cluster) for p in cluster.glob("quality/*/*/*.json"))
-    assert quality and quality == sorted(
-        p.relative_to(local) for p in local.glob("quality/*/*/*.json")
-    )
-    for rel in quality:
-        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+    for rel, on_cluster, here in _paired_records(cluster, local, "quality/*/*/*.json"):
         for key in ("labels", "predictions", "test_rows_sha256", "size_bytes", "kernels"):
             assert on_cluster[key] == here[key], f"{rel}: {key}"
-    metrics = sorted(p.relative_to(cluster) for p in cluster.glob("metrics/*/*.json"))
-    assert metrics and metrics == sorted(
-        p.relative_to(local) for p in local.glob("metrics/*/*.json")
-    )
-    for rel in metrics:
-        on_cluster, here = (json.loads((root / rel).read_text()) for root in (cluster, local))
+    for rel, on_cluster, here in _paired_records(cluster, local, "metrics/*/*.json"):
         for key in ("accuracy", "macro_f1", "confusion_matrix", "vs_fp32", "size_bytes"):
             assert on_cluster[key] == here[key], f"{rel}: {key}"

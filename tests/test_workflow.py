@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantbench import ao, weightonly
+from quantbench.checkpoint import read_checkpoint
+from quantbench.kernels import INT4_OP
 from tests.workflow_helpers import (
     TINY,
     append_comment,
     copy_workflow,
     job_name,
+    pin_engine,
     planned_jobs,
     run_ok,
     snakemake,
@@ -27,6 +31,7 @@ TINY_METHODS = ["ptq_dynamic", "rtn_w4", "gptq_w4"]
 VARIANTS = ["fp32", *TINY_METHODS]
 REPS = ["seed7", "seed8"]  # tests/config_tiny.yaml: seed 7, two replicates
 PLOTS = 6
+PROBE = {job_name("probe_engine", MODEL): 1}  # the int8 engine, measured on seed7's FP32 model
 
 
 @pytest.fixture(scope="module")
@@ -203,13 +208,17 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
         ("evaluate.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
         ("latency.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
-            "kernels.py",
+            "kernels.py",  # also named by int4.py, which the weight-only kinds build with
             {
+                **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
                 **jobs("score", [MODEL], REPS, VARIANTS),
                 **jobs("time", [MODEL], TINY_METHODS),
                 "summarize": 1,
             },
         ),
+        ("engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
     ],
 )
 def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module, expected):
@@ -224,6 +233,7 @@ def test_changing_model_settings_reruns_training_and_everything_after(copy_of_do
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
         **jobs("score", [MODEL], REPS, VARIANTS),
         **jobs("time", [MODEL], TINY_METHODS),
+        **PROBE,
         "summarize": 1,
     }
 
@@ -247,23 +257,24 @@ def test_adding_a_model_adds_only_its_jobs(copy_of_done):
 def test_changing_data_settings_reruns_everything(copy_of_done):
     edit_config(copy_of_done, lambda c: c["data"]["synthetic"].update(n_flows=1600))
     planned = planned_jobs(copy_of_done)
-    assert {"generate_traffic", "summarize"} <= set(planned)
+    assert {"generate_traffic", "summarize", *PROBE} <= set(planned)
     per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)  # preprocess, train, quantize, score
-    assert sum(planned.values()) == 2 + len(REPS) * per_rep + len(TINY_METHODS)
+    assert sum(planned.values()) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
 
 
 def test_dag_and_rulegraph_are_valid_dot(done):
     import pydot
 
     per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
-    all_jobs = 3 + len(REPS) * per_rep + len(TINY_METHODS)  # generate, summarize, all
-    for flag, count in (("--dag", all_jobs), ("--rulegraph", 8)):
+    all_jobs = 4 + len(REPS) * per_rep + len(TINY_METHODS)  # generate, probe, summarize, all
+    for flag, count in (("--dag", all_jobs), ("--rulegraph", 9)):
         proc = run_ok(done, flag)
         (graph,) = pydot.graph_from_dot_data(proc.stdout)
         nodes = [n for n in graph.get_nodes() if n.get_name().isdigit()]
         assert len(nodes) == count, flag
         labels = " ".join(n.get("label") for n in nodes)
-        for rule in ("generate_traffic", "preprocess", "train_fp32", "quantize", "score", "time"):
+        rules = ("generate_traffic", "preprocess", "train_fp32", "probe_engine", "quantize")
+        for rule in (*rules, "score", "time"):
             assert rule in labels, (flag, rule)
         assert len(graph.get_edges()) >= count - 1
 
@@ -295,7 +306,7 @@ def declared_library_inputs(workdir: Path) -> dict[str, set[str]]:
 def test_every_job_declares_exactly_the_library_modules_it_ran(done):
     declared = declared_library_inputs(done)
     per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
-    assert len(declared) == 2 + len(REPS) * per_rep + len(TINY_METHODS)
+    assert len(declared) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for log, files in declared.items():
         text = (done / log).read_text()
         used = re.search(r"library modules used: (.*)$", text, re.MULTILINE)
@@ -499,3 +510,132 @@ def test_group_size_not_fitting_custom_code_stops_its_quantize_job_with_one_line
     }
     assert (workdir / "results/models/narrow/seed7/fp32.pt").is_file()  # training did run
     assert not (workdir / target).exists()
+# ---------------------------------------------------------------- the int8 engine
+
+
+def test_the_probe_measured_every_engine_and_the_int8_model_runs_its_pick(done):
+    record = read(done, f"engine/{MODEL}.json")
+    assert (record["requested"], record["probed"]) == ("auto", True)
+    assert set(record["engines"]) == set(ao.supported_engines())
+    ok = [e for e, v in record["engines"].items() if v["status"] == "ok"]
+    assert record["engine"] in ok and record["fastest"] in ok
+    assert record["settings"]["objective"] == "throughput"
+    assert record["settings"]["batch_size"] == 64  # evaluate.batch_size of the tiny config
+    assert len(record["round_orders"]) == record["settings"]["rounds"]
+    for rep in REPS:
+        with ao.quiet():
+            ckpt = read_checkpoint(done / "results" / "models" / MODEL / rep / "ptq_dynamic.pt")
+        assert ckpt["engine"] == ckpt["params"]["engine"] == record["engine"]
+        assert quality(done, rep, "ptq_dynamic")["engine"] == record["engine"]
+    assert read(done, f"timing/{MODEL}/ptq_dynamic.json")["candidate"]["engine"] == record["engine"]
+    metrics = read(done, f"metrics/{MODEL}/ptq_dynamic.json")
+    assert metrics["engine_probe"]["engine"] == record["engine"]
+    assert set(metrics["engine_probe"]["engines"]) == set(record["engines"])
+    facts = next(
+        line for line in (done / "results" / "summary.md").read_text().splitlines()
+        if line.startswith("Measured on")
+    )  # fmt: skip
+    assert f"int8 engine {record['engine']} (probed, throughput at 64 row(s)" in facts
+    assert all(name in facts for name in record["engines"])
+
+
+def test_memory_and_cpu_facts_reach_the_metrics_and_the_summary(done):
+    for method in VARIANTS:
+        m = read(done, f"metrics/{MODEL}/{method}.json")
+        q = quality(done, REPS[0], method)
+        assert m["resident_weight_bytes"] == q["resident_weight_bytes"] > 0
+        assert (m["peak_rss_bytes"] is None) == (method == "fp32")
+        assert (
+            m["cpu_facts"]["features"]
+            == read(done, f"timing/{MODEL}/rtn_w4.json")["cpu_facts"]["features"]
+        )
+    fp32 = read(done, f"metrics/{MODEL}/fp32.json")["resident_weight_bytes"]
+    assert read(done, f"metrics/{MODEL}/ptq_dynamic.json")["resident_weight_bytes"] < 0.4 * fp32
+    t = read(done, f"timing/{MODEL}/rtn_w4.json")
+    assert t["memory"]["peak_rss_bytes"] > 50 * 2**20  # torch alone takes more
+    md = (done / "results" / "summary.md").read_text()
+    assert "| resident KB | peak RSS MB |" in md
+
+
+def test_changing_the_engine_setting_reruns_the_probe_and_the_int8_jobs(copy_of_done):
+    edit_config(
+        copy_of_done, lambda c: c.update(quantization={"engine": ao.supported_engines()[0]})
+    )
+    assert planned_jobs(copy_of_done) == {**PROBE, **method_jobs("ptq_dynamic")}
+
+
+# ---------------------------------------------------------------- int4 and a named engine
+
+INT4_METHODS = {
+    "ptq_static": {"kind": "ptq_static", "calibration_samples": 256},
+    "rtn_w4_int4": {"kind": "rtn", "bits": 4, "group_size": 32, "execution": "int4"},
+    "gptq_w4_int4": {"kind": "gptq", "bits": 4, "group_size": 32, "act_order": True,
+                     "calibration_samples": 256, "execution": "int4"},
+    "gptq_w4_deq": {"kind": "gptq", "bits": 4, "group_size": 32, "act_order": True,
+                    "calibration_samples": 256, "execution": "dequantized"},
+}  # fmt: skip
+
+
+def _named_engine() -> str:
+    """An engine this torch offers other than the default pick, so that naming it shows."""
+    default = ao.select_engine("auto")
+    return next((e for e in ao.supported_engines() if e != default), default)
+
+
+@pytest.fixture(scope="module")
+def int4_done(tmp_path_factory) -> Path:
+    """One replicate of a 64-wide MLP: ptq_static on a named engine, rtn and gptq on int4."""
+    workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("int4")), _named_engine())
+
+    def change(cfg):
+        cfg.update(replicates=1, methods=INT4_METHODS)
+        cfg["model"]["hidden"] = [64, 64]
+
+    edit_config(workdir, change)
+    run_ok(workdir, "--cores", "2")
+    return workdir
+
+
+def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_done):
+    engine = _named_engine()
+    record = read(int4_done, f"engine/{MODEL}.json")
+    assert (record["engine"], record["requested"], record["probed"]) == (engine, engine, False)
+    assert record["engines"] == {}
+    with ao.quiet():
+        ckpt = read_checkpoint(int4_done / "results" / "models" / MODEL / "seed7" / "ptq_static.pt")
+    assert ckpt["engine"] == engine
+    assert quality(int4_done, "seed7", "ptq_static")["engine"] == engine
+    assert read(int4_done, f"timing/{MODEL}/ptq_static.json")["candidate"]["engine"] == engine
+    assert "no probe ran" in (int4_done / "results" / "summary.md").read_text()
+
+
+def test_int4_methods_are_scored_and_timed_on_the_int4_kernel(int4_done):
+    for method in ("rtn_w4_int4", "gptq_w4_int4"):
+        q = quality(int4_done, "seed7", method)
+        assert q["kernels"] == [INT4_OP] and q["execution"] == weightonly.EXEC_INT4
+        t = read(int4_done, f"timing/{MODEL}/{method}.json")
+        assert t["candidate"]["kernels"] == [INT4_OP]
+        assert read(int4_done, f"metrics/{MODEL}/{method}.json")["kernels"] == [INT4_OP]
+    deq = quality(int4_done, "seed7", "gptq_w4_deq")
+    assert deq["kernels"] == ["aten::addmm"]
+    int4 = quality(int4_done, "seed7", "gptq_w4_int4")
+    same = sum(a == b for a, b in zip(int4["predictions"], deq["predictions"], strict=True))
+    assert same / int4["test_rows"] >= 0.97  # bfloat16 activations move only a few rows
+    assert int4["resident_weight_bytes"] < 0.5 * deq["resident_weight_bytes"]
+    assert (int4["size_bytes"], int4["payload_bytes"]) == (deq["size_bytes"], deq["payload_bytes"])
+    assert int4["info"]["layer_error"] == deq["info"]["layer_error"]  # the same codes
+
+
+def test_a_torch_upgrade_reruns_the_probe_with_everything_torch_ran(copy_of_done):
+    common = copy_of_done / "workflow" / "rules" / "common.smk"
+    text = common.read_text()
+    assert 'return importlib.metadata.version("torch")' in text
+    common.write_text(text.replace('importlib.metadata.version("torch")', '"0.0+other"'))
+    assert planned_jobs(copy_of_done) == {
+        **jobs("train_fp32", [MODEL], REPS),
+        **PROBE,
+        **jobs("quantize", [MODEL], REPS, TINY_METHODS),
+        **jobs("score", [MODEL], REPS, VARIANTS),
+        **jobs("time", [MODEL], TINY_METHODS),
+        "summarize": 1,
+    }

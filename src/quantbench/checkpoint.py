@@ -10,6 +10,8 @@ Layout of the saved dict::
                   counts (and a custom model file's sha256): what rebuilds the module
     feature_names list[str]                    class_names     list[str]
     torch_version str                          seed            int
+    engine        (int8 kinds) the int8 engine it was quantized for, also params["engine"];
+                  loading sets it before the module is rebuilt
     state         kind-specific tensors (packed low-bit weights stay packed)
 
 Nothing in it is a pickled class, so a crafted file cannot run code on load: ``torch.load`` with

@@ -18,6 +18,11 @@ from quantbench.sourcecheck import source_problem
 
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
+WEIGHT_ONLY_KINDS = ("rtn", "gptq")
+# The int4 kernel's limits (quantbench.int4: MAX_BITS, KERNEL_GROUPS[0]), repeated here so that
+# config checking needs no torch; tests/test_config.py checks that the two agree.
+INT4_MAX_BITS = 4
+INT4_GROUP_MULTIPLE = 32
 
 
 class ConfigError(ValueError):
@@ -171,6 +176,34 @@ def check_group_sizes(cfg: dict[str, Any]) -> None:
                 )
 
 
+def check_executions(cfg: dict[str, Any]) -> None:
+    """An execution path the variant's codes cannot take stops the run before any job."""
+    for name, variant in cfg["methods"].items():
+        if variant["kind"] not in WEIGHT_ONLY_KINDS:
+            continue
+        path, bits, group = variant["execution"], variant["bits"], variant["group_size"]
+        where = f"methods.{name}.execution"
+        if path == "int8" and group != -1:
+            raise ConfigError(
+                f"{where}: int8 needs group_size -1 (one scale per output channel), got "
+                f"{group}; set group_size: -1, or execution: dequantized or int4"
+            )
+        if path != "int4":
+            continue
+        if bits > INT4_MAX_BITS:
+            raise ConfigError(
+                f"{where}: the int4 kernel holds codes of at most {INT4_MAX_BITS} bits, got "
+                f"bits: {bits}; use execution: dequantized, or execution: int8 with "
+                "group_size: -1"
+            )
+        if group != -1 and group % INT4_GROUP_MULTIPLE:
+            raise ConfigError(
+                f"{where}: the int4 kernel needs group_size -1 or a multiple of "
+                f"{INT4_GROUP_MULTIPLE}, got {group}; change group_size, or use execution: "
+                "dequantized (any group size)"
+            )
+
+
 def rounds_problem(evaluate: dict[str, Any]) -> str | None:
     """Why the timing totals cannot be spread over ``evaluate.rounds``, or None."""
     rounds = evaluate.get("rounds", 100)
@@ -213,6 +246,7 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     if resolved["data"]["source"] == "csv" and not resolved["data"]["csv"]["path"]:
         raise ConfigError("data.csv.path: data.source is csv but no path is set; set data.csv.path")
     check_group_sizes(resolved)
+    check_executions(resolved)
     problem = rounds_problem(resolved["evaluate"])
     if problem:
         raise ConfigError(problem)

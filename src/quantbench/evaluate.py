@@ -1,8 +1,11 @@
 """Score one checkpoint: its predictions on the test split, its size, the path that ran.
 
 The score step writes facts only (see ``workflow/schemas/quality.schema.json``): the test labels,
-the model's predictions on the same rows, a fingerprint of those rows, the checkpoint's size and
-the kernels one forward pass ran. Accuracy, macro-F1, per-class scores, confusion matrices and
+the model's predictions on the same rows, a fingerprint of those rows, the checkpoint's size,
+the bytes its weights occupy once loaded (:func:`quantbench.memory.resident_weight_bytes`) and
+the kernels one forward pass ran. The model runs the path it was quantized for: int8 checkpoints
+with the engine they name, int4 layers on the int4 kernel (bfloat16 activations), so accuracy is
+scored on the path that is timed. Accuracy, macro-F1, per-class scores, confusion matrices and
 every comparison with FP32 are computed from these facts by the report, so a scoring job needs
 no quiet machine and no scikit-learn.
 """
@@ -23,6 +26,7 @@ from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
 from quantbench.kernels import describe_execution, kernels_that_ran, runs_int8
 from quantbench.loader import load_model
+from quantbench.memory import resident_weight_bytes
 
 QUALITY_FORMAT = "quantbench-quality"
 QUALITY_VERSION = 1
@@ -82,6 +86,7 @@ def score_checkpoint(
         "predictions": predict(loaded.module, x_test).astype(int).tolist(),
         "size_bytes": Path(ckpt_path).stat().st_size,
         "payload_bytes": tensor_bytes(loaded.state),
+        "resident_weight_bytes": resident_weight_bytes(loaded.module),
         "kernels": kernels,
         "execution": describe_execution(kernels, info),
         "engine": torch.backends.quantized.engine if int8 else None,
@@ -97,14 +102,9 @@ def run_scoring(
     info_path: str | None,
     model: str,
     replicate: str,
-    engine: str,
     quality_out: str,
 ) -> None:
-    """The score step: one checkpoint in, its quality record out."""
-    from quantbench import ao
-
-    if ao.available():
-        ao.use_engine(ao.select_engine(engine))
+    """The score step: one checkpoint in, its quality record out (loading sets the engine)."""
     torch.set_num_threads(1)
     ds = load_dataset(dataset_path)
     info = read_json(info_path) if info_path else {}

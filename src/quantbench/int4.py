@@ -50,8 +50,12 @@ ALTERNATIVES = "use execution: dequantized, or execution: int8 with group_size: 
 KERNEL_OP = INT4_OP
 
 
-class Int4Unavailable(RuntimeError):
-    """The int4 kernel cannot run a layer here; the one-line message names the alternatives."""
+class Int4Unavailable(RuntimeError, ValueError):
+    """The int4 kernel cannot run a layer here; the one-line message names the alternatives.
+
+    Also a ValueError: the fix is the user's (another execution path), so a workflow step ends
+    with this one line rather than a traceback.
+    """
 
 
 # ---------------------------------------------------------------- availability
@@ -92,8 +96,9 @@ def kernel_problem() -> str | None:
     return None
 
 
-def layer_problem(in_features: int, out_features: int, group_size: int, bits: int) -> str | None:
-    """Why a layer of these dimensions and codes cannot run on the int4 kernel, or None."""
+def code_problem(group_size: int, bits: int) -> str | None:
+    """Why codes of these bits and group size cannot run on the int4 kernel, or None (no torch
+    needed: the method's parameters alone decide it)."""
     if bits > MAX_BITS:
         return f"the int4 kernel holds codes of at most {MAX_BITS} bits, got bits: {bits}"
     if group_size != -1 and (group_size < 1 or group_size % KERNEL_GROUPS[0]):
@@ -101,6 +106,14 @@ def layer_problem(in_features: int, out_features: int, group_size: int, bits: in
             f"group_size {group_size} is not -1 or a multiple of {KERNEL_GROUPS[0]} (the int4 "
             f"kernel's groups are {', '.join(map(str, KERNEL_GROUPS))} columns)"
         )
+    return None
+
+
+def layer_problem(in_features: int, out_features: int, group_size: int, bits: int) -> str | None:
+    """Why a layer of these dimensions and codes cannot run on the int4 kernel, or None."""
+    problem = code_problem(group_size, bits)
+    if problem:
+        return problem
     if in_features < 1 or out_features < 1:
         return f"layer of {in_features} inputs and {out_features} outputs"
     return kernel_problem()

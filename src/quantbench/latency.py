@@ -37,10 +37,12 @@ from torch import nn
 
 from quantbench.checkpoint import CheckpointError, check_matches
 from quantbench.config import rounds_problem
+from quantbench.cpu import cpu_facts
 from quantbench.dataset import Dataset, load_dataset
 from quantbench.files import read_json, write_json
 from quantbench.kernels import describe_execution, kernels_that_ran, runs_int8
 from quantbench.loader import LoadedModel, load_model
+from quantbench.memory import peak_rss_bytes
 
 # Untimed batch-1 calls (passes) of each side before each of its blocks in a round.
 ROUND_WARMUP = 1
@@ -332,14 +334,14 @@ def run_timing(
     method: str,
     replicate: str,
     timing: dict[str, Any],
-    engine: str,
     timing_out: str,
 ) -> None:
-    """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out."""
-    from quantbench import ao
+    """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out.
 
-    if ao.available():
-        ao.use_engine(ao.select_engine(engine))
+    Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
+    process's peak RSS (both models, their ``LAYOUTS`` copies each, the data and torch) and
+    the CPU facts (:func:`quantbench.cpu.cpu_facts`).
+    """
     cfg = TimingConfig(**timing)
     set_threads(cfg.threads)
     ds = load_dataset(dataset_path)
@@ -352,6 +354,7 @@ def run_timing(
         "candidate": RotatingCopies(cand.module, seed=1),
     }
     rounds = paired_rounds(make, x, cfg)
+    facts = cpu_facts()
     write_json(
         timing_out,
         {
@@ -367,6 +370,8 @@ def run_timing(
             "threads": torch.get_num_threads(),
             "device": "cpu",
             "torch_version": str(torch.__version__),
-            "cpu": cpu_name(),
+            "cpu": facts["model"],
+            "cpu_facts": facts,
+            "memory": {"peak_rss_bytes": peak_rss_bytes(), "copies_per_side": LAYOUTS},
         },
     )

@@ -1,4 +1,10 @@
-"""The quantize step: FP32 checkpoint + one named variant -> quantized checkpoint + info JSON."""
+"""The quantize step: FP32 checkpoint + one named variant -> quantized checkpoint + info JSON.
+
+The int8 kinds take their engine from the run's engine record (``results/engine/{model}.json``,
+written by the probe_engine step): the resolved name replaces the variant's ``engine`` (``auto``
+or the configured one), so the checkpoint's parameters name the engine it was quantized for and
+loading it sets that engine before the module is rebuilt.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import torch
 from quantbench import methods
 from quantbench.checkpoint import check_matches, save_checkpoint
 from quantbench.dataset import load_dataset
-from quantbench.files import write_json
+from quantbench.files import read_json, write_json
 from quantbench.loader import load_model
 from quantbench.methods.base import CalibrationData
 from quantbench.train import resolve_device
@@ -30,11 +36,15 @@ def run_quantization(
     threads: int,
     checkpoint_out: str,
     info_out: str,
+    engine_path: str | None = None,
 ) -> None:
     """Quantize with ``variant`` (its ``kind`` picks the implementation) and save the result."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     kind = variant["kind"]
+    variant = dict(variant)
+    if engine_path is not None:
+        variant["engine"] = resolved_engine(engine_path, variant.get("engine", "auto"))
     params = methods.make_params(kind, variant)
     fp32 = load_model(fp32_path)
     ds = load_dataset(dataset_path)
@@ -54,6 +64,7 @@ def run_quantization(
     log.info("%s quantized in %.2f s", method, seconds)
     meta = {
         "method": method,
+        **({"engine": variant["engine"]} if "engine" in variant else {}),
         "kind": kind,
         "params": dict(variant),
         "model": fp32.meta["model"],
@@ -64,3 +75,15 @@ def run_quantization(
     save_checkpoint(checkpoint_out, meta, result.state)
     info = {"quantize_seconds": seconds, **result.info}
     write_json(info_out, {"method": method, "kind": kind, "params": dict(variant), **info})
+
+
+def resolved_engine(engine_path: str, requested: str) -> str:
+    """The engine of the run's engine record; ValueError (one line) if it answers another
+    request than this variant's (the record is stale: rerun the workflow)."""
+    record = read_json(engine_path)
+    if record.get("requested") != requested:
+        raise ValueError(
+            f"{engine_path}: engine record for quantization.engine {record.get('requested')!r}, "
+            f"this variant asks for {requested!r}; delete it and rerun the workflow"
+        )
+    return str(record["engine"])

@@ -8,6 +8,18 @@
 - the packed checkpoint state (:func:`pack_state`) and the runnable module built from it
   (:func:`build_module`), so ``quantize()`` and the checkpoint loader build the same module.
 
+Execution paths (the ``execution`` parameter of both kinds; the disk format is the same for all):
+
+- ``dequantized``: the codes are read back to float32 weights at load (any bits, any groups);
+- ``int8``: per-channel codes (``group_size: -1``) of Linear layers run on torch's int8 dynamic
+  kernels (``quantized::linear_dynamic``), bit for bit the same weights;
+- ``int4``: codes of up to 4 bits with ``group_size`` -1 or a multiple of 32 run on torch's CPU
+  int4 kernel (:class:`quantbench.int4.Int4Linear`, bfloat16 activations), packed at load;
+  act-order groups become a column permutation of the inputs;
+- ``auto`` (the default): ``int8`` for ``group_size: -1``, else ``dequantized``.
+
+Convolutions always run dequantized (the kernels above are matrix products of Linear layers).
+
 Each layer is a matrix ``W`` (out, in) applied to rows ``X`` (n, in). A Linear's rows are its
 input vectors (a transformer's tokens are rows too). A ``Conv1d`` with weight (out, C, k) is
 the matrix ``W = weight.reshape(out, C·k)`` applied to its unfolded input, one row of ``C·k``
@@ -49,7 +61,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from quantbench import ao, coverage
+from quantbench import ao, coverage, int4
 from quantbench.coverage import Decision, Layer
 from quantbench.grid import (
     BITS,
@@ -66,6 +78,8 @@ STATE_FORMAT = "quantbench-weightonly"
 STATE_VERSION = 1
 EXEC_INT8 = "int8 dynamic kernels (per-channel codes)"
 EXEC_FP32 = "dequantized to fp32 at load (group-wise codes)"
+EXEC_INT4 = f"int4 kernel ({int4.KERNEL_OP}, bfloat16 activations)"
+EXECUTIONS = ("auto", "dequantized", "int4", "int8")
 
 # (layer name, W (out, in) float32, X (n, in) float32) -> the layer's weight on the grid
 LayerQuantizer = Callable[[str, torch.Tensor, torch.Tensor], QuantizedWeight]
@@ -92,6 +106,50 @@ def check_grid_params(bits: Any, group_size: Any, symmetric: Any) -> None:
     check_int("bits", bits, f"one of {list(BITS)}", lambda b: b in BITS)
     check_group_size(group_size)
     check_bool("symmetric", symmetric)
+
+
+def check_execution(execution: Any, bits: int, group_size: int) -> None:
+    """ValueError (one line, naming the alternatives) for an execution path these codes cannot
+    take; whether this torch and CPU have the int4 kernel is checked at quantize start."""
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    if execution == "int8" and group_size != -1:
+        raise ValueError(
+            f"execution int8 needs group_size -1 (one scale per output channel), got "
+            f"{group_size}; use group_size: -1, or execution: dequantized (or int4)"
+        )
+    if execution == "int4":
+        problem = int4.code_problem(group_size, bits)
+        if problem:
+            raise ValueError(f"execution int4: {problem}; {int4.ALTERNATIVES}")
+
+
+def resolved_execution(execution: str, group_size: int) -> str:
+    """``auto`` resolved: int8 for per-channel codes, else dequantized."""
+    if execution != "auto":
+        return execution
+    return "int8" if group_size == -1 else "dequantized"
+
+
+def layer_path(execution: str, group_size: int, shape: list[int]) -> str:
+    """How one packed layer runs: ``int8``, ``int4`` or ``dequantized`` (convolutions)."""
+    path = resolved_execution(execution, group_size)
+    return path if len(shape) == 2 else "dequantized"
+
+
+def require_kernels(
+    model: nn.Module, execution: str, bits: int, group_size: int, n_features: int
+) -> None:
+    """Before any work: stop (one line, :class:`quantbench.int4.Int4Unavailable`) when the int4
+    kernel cannot run the model's Linear layers on this torch and CPU."""
+    if resolved_execution(execution, group_size) != "int4":
+        return
+    layers = [
+        (name, int(m.in_features), int(m.out_features))
+        for name, m in matrix_layers(model, coverage.probe(n_features))
+        if isinstance(m, nn.Linear)
+    ]
+    int4.require_int4(layers, group_size, bits)
 
 
 def check_fits(group_size: int, in_widths: list[int], names: list[str] | None = None) -> None:
@@ -352,18 +410,19 @@ def pack_state(
     return state
 
 
-def runs_int8(group_size: int, shape: list[int]) -> bool:
-    """Per-channel codes of a Linear run on int8 kernels; anything else is dequantized."""
-    return group_size == -1 and len(shape) == 2
+_EXEC_TEXT = {"int8": EXEC_INT8, "int4": EXEC_INT4, "dequantized": EXEC_FP32}
 
 
-def execution(group_size: int, shapes: list[list[int]] | None = None) -> str:
-    """How the packed codes run: int8 kernels when per-channel, else dequantized float32."""
-    if group_size != -1:
+def execution(
+    group_size: int, shapes: list[list[int]] | None = None, execution: str = "auto"
+) -> str:
+    """How the packed codes run (the info JSON's ``execution``), from the resolved path."""
+    path = resolved_execution(execution, group_size)
+    if path == "dequantized":
         return EXEC_FP32
     if shapes and any(len(s) != 2 for s in shapes):
-        return f"{EXEC_INT8} for Linear layers; convolutions {EXEC_FP32.split(' (')[0]}"
-    return EXEC_INT8
+        return f"{_EXEC_TEXT[path]} for Linear layers; convolutions {EXEC_FP32.split(' (')[0]}"
+    return _EXEC_TEXT[path]
 
 
 # ---------------------------------------------------------------- runnable module
@@ -409,8 +468,10 @@ def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
 
 
 @torch.no_grad()
-def build_module(skeleton: nn.Module, state: dict[str, Any], grid: Grid) -> nn.Module:
-    """The runnable CPU module of a packed state (int8 kernels or dequantized float32).
+def build_module(
+    skeleton: nn.Module, state: dict[str, Any], grid: Grid, execution: str = "auto"
+) -> nn.Module:
+    """The runnable CPU module of a packed state on the ``execution`` path (module docstring).
 
     ``skeleton`` is a module of the same architecture (its values are all overwritten, and
     it is modified in place): a copy of the FP32 model, or one rebuilt from the checkpoint.
@@ -427,9 +488,13 @@ def build_module(skeleton: nn.Module, state: dict[str, Any], grid: Grid) -> nn.M
     for name, entry in state["layers"].items():
         qw = unpack_layer(entry, grid, group_size)
         layer = skeleton.get_submodule(name)
-        if runs_int8(group_size, entry["shape"]):
+        path = layer_path(execution, group_size, entry["shape"])
+        if path == "int8":
             bias = entry.get("bias", torch.zeros(qw.codes.shape[0]))
             _replace(skeleton, name, int8_dynamic_linear(qw, bias))
+            continue
+        if path == "int4":
+            _replace(skeleton, name, int4.Int4Linear.from_quantized(qw, entry.get("bias")))
             continue
         layer.weight.copy_(qw.dequantize().reshape(entry["shape"]))
         if "bias" in entry:
@@ -437,7 +502,7 @@ def build_module(skeleton: nn.Module, state: dict[str, Any], grid: Grid) -> nn.M
     return skeleton.eval()
 
 
-def decide(state: dict[str, Any], grid: Grid):
+def decide(state: dict[str, Any], grid: Grid, execution: str = "auto"):
     """Coverage verdicts of a weight-only model: the packed layers are the quantized ones."""
     group_size = int(state["group_size"])
     where = "per output channel" if group_size == -1 else f"groups of {group_size}"
@@ -445,9 +510,12 @@ def decide(state: dict[str, Any], grid: Grid):
     def verdict(layer: Layer, fp32_module: nn.Module) -> Decision:
         entry = state["layers"].get(layer.name)
         if entry is not None:
-            int8 = runs_int8(group_size, entry["shape"])
-            run = EXEC_INT8 if int8 else EXEC_FP32
-            return Decision(True, f"{grid.bits}-bit codes, {where}; {run}", int8_kernel=int8)
+            path = layer_path(execution, group_size, entry["shape"])
+            return Decision(
+                True,
+                f"{grid.bits}-bit codes, {where}; {_EXEC_TEXT[path]}",
+                int8_kernel=path != "dequantized",
+            )
         return Decision(False, fp32_reason(layer, fp32_module))
 
     return verdict
@@ -479,20 +547,24 @@ def finish(
     t0: float,
     extra: dict[str, Any],
     n_features: int,
+    path: str = "auto",
 ) -> QuantizedModel:
-    """Pack the layers, build the module from the packed state and describe the result."""
+    """Pack the layers, build the module from the packed state (on the ``path`` execution
+    path) and describe the result."""
     fp32_model = fp32_model.cpu().eval()
     state = pack_state(layers, grid.bits, group_size, fp32_model)
-    module = build_module(copy.deepcopy(fp32_model), state, grid)
+    module = build_module(copy.deepcopy(fp32_model), state, grid, path)
     shapes = [entry["shape"] for entry in state["layers"].values()]
+    verdicts = decide(state, grid, path)
     info = {
         "bits": grid.bits,
         "group_size": group_size,
         "symmetric": grid.symmetric,
-        "execution": execution(group_size, shapes),
+        "execution": execution(group_size, shapes, path),
+        "execution_path": resolved_execution(path, group_size),
         "layer_error": layer_error,
         "g_idx_stored": [n for n, e in state["layers"].items() if "g_idx" in e],
-        "coverage": coverage.report(fp32_model, coverage.probe(n_features), decide(state, grid)),
+        "coverage": coverage.report(fp32_model, coverage.probe(n_features), verdicts),
         **extra,
         "quantize_seconds": time.perf_counter() - t0,
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 # The library lives in src/; the workflow needs it at parse time only for config checking.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import (
+    INT8_KINDS,
     ConfigError,
     method_params,
     model_file,
@@ -123,12 +124,35 @@ def checkpoint(model, rep, method):
     return f"results/models/{model}/{rep}/{method}.pt"
 
 
+def engine_file(model):
+    return f"results/engine/{model}.json"
+
+
+def engine_files():
+    """One engine record per model, when any method runs on int8 engine kernels."""
+    if not any(kind_of(m) in INT8_KINDS for m in METHODS):
+        return []
+    return [engine_file(m) for m in MODELS]
+
+
+def get_probe_engine_input(wildcards):
+    """The first replicate's FP32 model and data, unless the config names its engine."""
+    inputs = {"lib": lib("probe.py")}
+    if config["quantization"]["engine"] == "auto":
+        inputs["fp32"] = checkpoint(wildcards.model, TIMED_REP, "fp32")
+        inputs["dataset"] = f"results/data/{TIMED_REP}/dataset.npz"
+    return inputs
+
+
 def get_quantize_input(wildcards):
-    return {
+    inputs = {
         "fp32": checkpoint(wildcards.model, wildcards.rep, "fp32"),
         "dataset": f"results/data/{wildcards.rep}/dataset.npz",
         "lib": lib("quantize.py", kind_file(kind_of(wildcards.method))),
     }
+    if kind_of(wildcards.method) in INT8_KINDS:
+        inputs["engine"] = engine_file(wildcards.model)
+    return inputs
 
 
 def get_score_input(wildcards):
@@ -224,6 +248,7 @@ def get_final_output():
     return [
         *data,
         *models,
+        *engine_files(),
         *quality_files(),
         *timing_files(),
         *metrics_files(),

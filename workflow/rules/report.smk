@@ -4,6 +4,7 @@ rule summarize:
     input:
         quality=quality_files(),
         timing=timing_files(),
+        engine=engine_files(),
         lib=lib("report/__init__.py"),
         schemas=[
             schema(f"{name}.schema.json") for name in ("quality", "timing", "metrics")

@@ -15,7 +15,6 @@ rule score:
     resources:
         mem_mb=2000,
     params:
-        engine=config["quantization"]["engine"],
         replicate=lambda wildcards: wildcards.rep,
         torch_version=torch_version(),
     script:

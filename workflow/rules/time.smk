@@ -18,7 +18,6 @@ rule time:
         mem_mb=2000,
     params:
         timing=config["evaluate"],
-        engine=config["quantization"]["engine"],
         replicate=TIMED_REP,
         torch_version=torch_version(),
     script:

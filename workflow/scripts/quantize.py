@@ -15,6 +15,7 @@ def main() -> None:
         variant=snakemake.params.method,
         fp32_path=snakemake.input.fp32,
         dataset_path=snakemake.input.dataset,
+        engine_path=snakemake.input.get("engine"),
         seed=snakemake.params.seed,
         device=snakemake.params.device,
         threads=snakemake.threads,

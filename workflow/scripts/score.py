@@ -16,7 +16,6 @@ def main() -> None:
         info_path=snakemake.input.get("info"),
         model=snakemake.wildcards.model,
         replicate=snakemake.params.replicate,
-        engine=snakemake.params.engine,
         quality_out=snakemake.output[0],
     )
 

@@ -13,6 +13,7 @@ def main() -> None:
     summarize(
         list(snakemake.input.quality),
         list(snakemake.input.timing),
+        engine_paths=list(snakemake.input.engine),
         # results/metrics/{model}/{method}.json: the metrics folder is two levels up
         metrics_dir=str(Path(snakemake.output.metrics[0]).parent.parent),
         out_csv=snakemake.output.csv,

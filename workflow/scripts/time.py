@@ -19,7 +19,6 @@ def main() -> None:
         method=snakemake.wildcards.method,
         replicate=snakemake.params.replicate,
         timing=snakemake.params.timing,
-        engine=snakemake.params.engine,
         timing_out=snakemake.output[0],
     )
 

@@ -52,7 +52,9 @@ class Params:
     ``symmetric`` grid; ``act_order``: quantize columns in descending ``diag(H)``;
     ``static_groups``: fit group grids before the updates (no group index with act-order);
     ``percdamp``: dampening as a share of ``mean(diag(H))``; ``blocksize``: columns per lazy
-    update; ``calibration_samples``: training rows the Hessians are built from.
+    update; ``calibration_samples``: training rows the Hessians are built from;
+    ``execution``: the path the codes run on at load (``auto``, ``dequantized``, ``int4``,
+    ``int8``; see :mod:`quantbench.weightonly`).
     """
 
     bits: int = 4
@@ -63,9 +65,11 @@ class Params:
     percdamp: float = 0.01
     blocksize: int = 128
     calibration_samples: int = 2048
+    execution: str = "auto"
 
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
+        weightonly.check_execution(self.execution, self.bits, self.group_size)
         weightonly.check_bool("act_order", self.act_order)
         weightonly.check_bool("static_groups", self.static_groups)
         pd = self.percdamp
@@ -269,6 +273,9 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
     t0 = time.perf_counter()
     n_features = int(calib.x_train.shape[1])
     weightonly.check_model_fits(fp32_model, params.group_size, n_features)
+    weightonly.require_kernels(
+        fp32_model, params.execution, params.bits, params.group_size, n_features
+    )
     device = torch.device(calib.device)
     x_calib = calib.calibration_rows(params.calibration_samples).to(device)
     stats: list[dict[str, Any]] = []
@@ -290,7 +297,15 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "layers": stats,
     }
     return weightonly.finish(
-        fp32_model, layers, params.grid, params.group_size, errors, t0, extra, n_features
+        fp32_model,
+        layers,
+        params.grid,
+        params.group_size,
+        errors,
+        t0,
+        extra,
+        n_features,
+        params.execution,
     )
 
 
@@ -299,4 +314,4 @@ def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module
     weightonly.check_state(state, params.bits, params.group_size)
     with torch.random.fork_rng(devices=[]):
         skeleton = spec.build()
-    return weightonly.build_module(skeleton, state, params.grid)
+    return weightonly.build_module(skeleton, state, params.grid, params.execution)

@@ -27,14 +27,17 @@ ERROR_ROWS = 2048
 @dataclass(frozen=True)
 class Params:
     """``bits`` per code (2..8); ``group_size`` columns per scale/zero (-1 = per output
-    channel); ``symmetric`` grid or asymmetric."""
+    channel); ``symmetric`` grid or asymmetric; ``execution``: the path the codes run on at
+    load (``auto``, ``dequantized``, ``int4``, ``int8``; see :mod:`quantbench.weightonly`)."""
 
     bits: int = 4
     group_size: int = 32
     symmetric: bool = False
+    execution: str = "auto"
 
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
+        weightonly.check_execution(self.execution, self.bits, self.group_size)
 
     @property
     def grid(self) -> Grid:
@@ -51,6 +54,9 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
     t0 = time.perf_counter()
     n_features = int(calib.x_train.shape[1])
     weightonly.check_model_fits(fp32_model, params.group_size, n_features)
+    weightonly.require_kernels(
+        fp32_model, params.execution, params.bits, params.group_size, n_features
+    )
     device = torch.device(calib.device)
     x_calib = calib.calibration_rows(ERROR_ROWS).to(device)
 
@@ -64,7 +70,15 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "device": str(device),
     }
     return weightonly.finish(
-        fp32_model, layers, params.grid, params.group_size, errors, t0, extra, n_features
+        fp32_model,
+        layers,
+        params.grid,
+        params.group_size,
+        errors,
+        t0,
+        extra,
+        n_features,
+        params.execution,
     )
 
 
@@ -73,4 +87,4 @@ def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module
     weightonly.check_state(state, params.bits, params.group_size)
     with torch.random.fork_rng(devices=[]):
         skeleton = spec.build()
-    return weightonly.build_module(skeleton, state, params.grid)
+    return weightonly.build_module(skeleton, state, params.grid, params.execution)

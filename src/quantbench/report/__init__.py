@@ -1,7 +1,8 @@
 """The summarize step: statistics, tables, plots and a recommendation from the measured facts.
 
 The score jobs write quality facts (labels and predictions per model, replicate and method),
-the time jobs paired timing facts (FP32 and one method interleaved in rounds). Everything the
+the time jobs paired timing facts (FP32 and one method interleaved in rounds), the
+probe_engine jobs each model's int8 engine record. Everything the
 report states is computed here, from those files alone:
 
 - ``facts``: read and check the quality and timing JSON against their schemas, group and pair;
@@ -34,10 +35,14 @@ __all__ = ["PLOT_FORMATS", "PLOT_NAMES", "build_metrics", "fixed", "render_markd
 
 
 def build_metrics(
-    quality_paths: Sequence[str], timing_paths: Sequence[str], cfg: ReportConfig
+    quality_paths: Sequence[str],
+    timing_paths: Sequence[str],
+    cfg: ReportConfig,
+    engine_paths: Sequence[str] = (),
 ) -> dict[str, list[Metrics]]:
     """Every model's metrics records (FP32 first, then methods by name), schema-checked."""
-    by_model = {f.model: build_records(f, cfg) for f in load_facts(quality_paths, timing_paths)}
+    facts = load_facts(quality_paths, timing_paths, engine_paths)
+    by_model = {f.model: build_records(f, cfg) for f in facts}
     records = [r for rs in by_model.values() for r in rs]
     validate_records(records)
     throughput_batch(records)  # one batch size for the whole run
@@ -59,11 +64,12 @@ def summarize(
     plot_dir: str,
     report: dict[str, Any],
     recommend: dict[str, Any],
+    engine_paths: Sequence[str] = (),
 ) -> None:
     """Metrics JSON per model and method, summary CSV and Markdown, recommendation and plots."""
     cfg = ReportConfig.from_dict(dict(report))
     goal = RecommendConfig.from_dict(dict(recommend))
-    by_model = build_metrics(quality_paths, timing_paths, cfg)
+    by_model = build_metrics(quality_paths, timing_paths, cfg, engine_paths)
     rec = recommendation(by_model, goal)
     md, csv = render_markdown(by_model, rec), render_csv(by_model)
     for r in (r for rs in by_model.values() for r in rs):

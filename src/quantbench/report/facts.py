@@ -65,6 +65,7 @@ class ModelFacts:
     methods: list[str] = field(default_factory=list)
     quality: dict[tuple[str, str], Scored] = field(default_factory=dict)
     timing: dict[str, Timed] = field(default_factory=dict)
+    engine: dict[str, Any] | None = None  # the model's int8 engine record, when it has one
 
     def scored(self, method: str) -> list[Scored]:
         """The method's quality files in replicate order."""
@@ -311,8 +312,27 @@ def _check_timing(facts: ModelFacts) -> None:
         facts.replicates = [reps[0], *(r for r in facts.replicates if r != reps[0])]
 
 
-def load_facts(quality_paths: Sequence[str], timing_paths: Sequence[str]) -> list[ModelFacts]:
-    """Read, validate, group and pair every quality and timing file."""
+ENGINE_FORMAT = "quantbench-engine"
+
+
+def load_engine(path: str) -> dict[str, Any]:
+    """An engine record (the probe_engine step's ``engine.json``), checked for what is used."""
+    record = read_json_strict(path, "engine")
+    keys = ("model", "engine", "requested", "probed", "reason", "settings", "engines")
+    if not isinstance(record, dict) or record.get("format") != ENGINE_FORMAT:
+        raise ValueError(f"{path}: not a quantbench engine record; delete it and rerun")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise ValueError(f"{path}: engine record lacks {', '.join(missing)}; delete it and rerun")
+    return record
+
+
+def load_facts(
+    quality_paths: Sequence[str],
+    timing_paths: Sequence[str],
+    engine_paths: Sequence[str] = (),
+) -> list[ModelFacts]:
+    """Read, validate, group and pair every quality and timing file (and engine records)."""
     if not quality_paths:
         raise ValueError("summarize: no quality files given; the score step writes them")
     q_schema, t_schema = load_schema("quality"), load_schema("timing")
@@ -321,4 +341,13 @@ def load_facts(quality_paths: Sequence[str], timing_paths: Sequence[str]) -> lis
     models = group(scored, timed)
     for facts in models:
         check_model(facts)
+    by_name = {f.model: f for f in models}
+    for p in engine_paths:
+        record = load_engine(str(p))
+        if record["model"] not in by_name:
+            raise ValueError(
+                f"{p}: engine record of model {record['model']!r}, which has no quality files; "
+                "drop it or pass that model's files too"
+            )
+        by_name[record["model"]].engine = record
     return models

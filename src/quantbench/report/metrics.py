@@ -21,6 +21,7 @@ from quantbench.report.stats import (
     accuracy_interval,
     direction,
     dominates,
+    every_replicate_direction,
     interval_order,
     macro_f1_difference,
     macro_f1_interval,
@@ -98,9 +99,12 @@ def vs_reference(
     """Paired differences to FP32 over the replicates, with intervals, tests and the verdict."""
     runs, refs = facts.scored(method), facts.scored(REFERENCE)
     ref_ok, run_ok = [r.correct for r in refs], [s.correct for s in runs]
-    for entry, r, s in zip(reps, ref_ok, run_ok, strict=True):
-        entry["vs_fp32"]["mcnemar"] = mcnemar([r], [s]).to_json()
+    tests = [mcnemar([r], [s]) for r, s in zip(ref_ok, run_ok, strict=True)]
+    for entry, test in zip(reps, tests, strict=True):
+        entry["vs_fp32"]["mcnemar"] = test.to_json()
     acc = accuracy_difference(ref_ok, run_ok, cfg.confidence)
+    every = every_replicate_direction(tests, cfg.confidence)
+    per_rep = [e["vs_fp32"]["accuracy_diff_pt"] for e in reps]
     f1 = macro_f1_difference(
         [e["vs_fp32"]["macro_f1_diff_pt"] for e in reps],
         [s.labels for s in runs],
@@ -110,7 +114,11 @@ def vs_reference(
         cfg,
     )
     return {
-        "accuracy_diff_pt": {**acc.to_json(), "verdict": accuracy_verdict(acc)},
+        "accuracy_diff_pt": {
+            **acc.to_json(),
+            "verdict": accuracy_verdict(acc, every_replicate=every, per_replicate_pt=per_rep),
+        },
+        "every_replicate": every,
         "accuracy_drop_upper_pt": -acc.lo,
         "macro_f1_diff_pt": f1.to_json(),
         "mcnemar": mcnemar(ref_ok, run_ok).to_json(),
@@ -228,18 +236,22 @@ def timing_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[str,
     if method != REFERENCE:
         jobs = [facts.timing[method]]
     if not jobs:
-        keys = ("latency_ms", "throughput", "speedup", "threads", "cpu", "timing")
-        return dict.fromkeys(keys)
+        keys = ("latency_ms", "throughput", "speedup", "threads", "cpu", "cpu_facts")
+        return dict.fromkeys((*keys, "peak_rss_bytes", "peak_rss_mb", "timing"))
     side = "reference" if method == REFERENCE else "candidate"
     figures = [side_figures(t, side) for t in jobs]
     first = jobs[0].record
     batch = int(first["settings"]["batch_size"])
+    peak = None if method == REFERENCE else first["memory"]["peak_rss_bytes"]
     return {
         "latency_ms": _median_of([f[0] for f in figures]),
         "throughput": _median_of([f[1] for f in figures]),
         "speedup": _reference_speedups(batch) if method == REFERENCE else speedups(jobs[0], cfg),
         "threads": first["threads"],
         "cpu": first["cpu"],
+        "cpu_facts": first["cpu_facts"],
+        "peak_rss_bytes": peak,
+        "peak_rss_mb": None if peak is None else peak / 2**20,
         "timing": {
             "replicate": first["replicate"],
             "rounds": len(first["rounds"]),
@@ -260,6 +272,29 @@ def _reference_side(t: Timed) -> dict[str, Any]:
 # The record
 
 
+def engine_probe(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model's engine record in short (every engine's figures, the pick and why)."""
+    if record is None:
+        return None
+    keep = ("status", "median_ms", "samples_per_s", "time_vs_fastest", "stage", "error")
+    settings = record["settings"] or {}
+    objective = settings.get("objective", "throughput")
+    rows = settings.get("batch_size", 1) if objective == "throughput" else 1
+    return {
+        "engine": record["engine"],
+        "requested": record["requested"],
+        "probed": bool(record["probed"]),
+        "reason": record["reason"],
+        "objective": objective,
+        "rows": int(rows),
+        "probe_seconds": float(record.get("probe_seconds", 0.0)),
+        "engines": {
+            name: {k: v for k, v in entry.items() if k in keep}
+            for name, entry in record["engines"].items()
+        },
+    }
+
+
 def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figures) -> Metrics:
     """The metrics record of one method (FP32 included) of one model."""
     first = facts.scored(method)[0].record  # the timed replicate: its checkpoint is reported
@@ -277,11 +312,14 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         **quality_block(facts, method, cfg, figs),
         "size_bytes": first["size_bytes"],
         "payload_bytes": first["payload_bytes"],
+        "resident_weight_bytes": first["resident_weight_bytes"],
+        "resident_kb": first["resident_weight_bytes"] / 1024,
         "size_kb": first["size_bytes"] / 1024,
         "compression": ref_size / first["size_bytes"],
         "kernels": list(first["kernels"]),
         "execution": first["execution"],
         "engine": first["engine"],
+        "engine_probe": engine_probe(facts.engine),
         "device": first["device"],
         "torch_version": first["torch_version"],
         "coverage": cov,

@@ -12,12 +12,12 @@ Every method not chosen is listed with the reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from quantbench.report.facts import REFERENCE
 from quantbench.report.metrics import Metrics
-from quantbench.report.stats import interval_order
+from quantbench.report.stats import from_section, interval_order
 from quantbench.report.tables import as_interval
 from quantbench.report.wording import NO_CHANGE, NO_DIFFERENCE, fixed, interval_text, ratio_text
 
@@ -42,11 +42,7 @@ class RecommendConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RecommendConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"recommend.{unknown[0]}: unknown key; known keys: {', '.join(known)}")
-        return cls(**values)
+        return from_section(cls, values, "recommend")
 
 
 def _name(r: Metrics) -> str:

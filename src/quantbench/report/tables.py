@@ -40,6 +40,8 @@ def columns(batch: int | None, models: int) -> list[str]:
         "Δ accuracy vs FP32, pt [CI]",
         "accuracy verdict",
         "size KB",
+        "resident KB",
+        "peak RSS MB",
         "compression ×",
         "weights quantized %",
         "latency p50 ms (batch 1)",
@@ -93,6 +95,8 @@ def row(r: Metrics, with_model: bool) -> Row:
         str(r["bits"]),
         *_accuracy_cells(r),
         fixed(r["size_kb"], 1),
+        fixed(r["resident_kb"], 1),
+        fixed(r["peak_rss_mb"], 1) if r["peak_rss_mb"] is not None else "",
         fixed(r["compression"], 2),
         _coverage_cell(r),
         *_speed_cells(r),
@@ -133,17 +137,58 @@ def _distinct(values: Sequence[Any]) -> str:
     return " / ".join(sorted({str(v) for v in values if v is not None}))
 
 
+def _features(timed: Sequence[Metrics]) -> str:
+    """The ISA features of the timing machine(s), as cpu_facts names them."""
+    found = {" ".join(r["cpu_facts"]["features"]) or "none listed" for r in timed if r["cpu_facts"]}
+    return " / ".join(sorted(found))
+
+
+def probe_text(probe: dict[str, Any] | None) -> str:
+    """How the engine was chosen: the probe's figures for every engine, or that none ran."""
+    if probe is None:
+        return ""
+    if not probe["probed"]:
+        return f" (set in quantization.engine, no probe: {probe['reason']})"
+    figures = []
+    fastest_first = sorted(
+        probe["engines"].items(),
+        key=lambda item: (item[1]["status"] != "ok", item[1].get("time_vs_fastest", 0), item[0]),
+    )
+    for name, e in fastest_first:
+        if e["status"] != "ok":
+            figures.append(f"{name} failed")
+        elif "samples_per_s" in e:
+            figures.append(f"{name} {fixed(e['samples_per_s'], 0)}/s")
+        else:
+            figures.append(f"{name} {fixed(e['median_ms'], 4)} ms")
+    return (
+        f" (probed, {probe['objective']} at {probe['rows']} row(s) per call: "
+        f"{', '.join(figures)}; {probe['reason']})"
+    )
+
+
 def run_facts(records: Sequence[Metrics]) -> str:
-    """One line: CPU, torch, threads, engine, batch, replicates, confidence, timing rounds."""
+    """One line: CPU and its features, torch, threads, engine and how it was chosen, batch,
+    replicates, confidence, timing rounds."""
     timed = [r for r in records if r["timing"]]
     engine = _distinct([r["engine"] for r in records]) or "none (no int8 kernels ran)"
+    probes = {}
+    for r in records:
+        if r["engine_probe"] is not None:
+            probes.setdefault(r["model"], r["engine_probe"])
+    probe = "".join(
+        (f" [{m}]" if len(probes) > 1 else "") + probe_text(p) for m, p in probes.items()
+    )
     seeds = _distinct([", ".join(map(str, r["seeds"])) for r in records])
     reps = _distinct([len(r["seeds"]) for r in records])
+    features = _features(timed)
     line = (
         f"Measured on {_distinct([r['cpu'] for r in timed]) or 'no timed model'} "
-        f"({_distinct([r['device'] for r in records])}), "
+        f"({_distinct([r['device'] for r in records])}"
+        f"{'; ISA features ' + features if features else ''}), "
         f"torch {_distinct([r['torch_version'] for r in records])}, "
-        f"{_distinct([r['threads'] for r in timed]) or 'no'} thread(s), int8 engine {engine}; "
+        f"{_distinct([r['threads'] for r in timed]) or 'no'} thread(s), "
+        f"int8 engine {engine}{probe}; "
         f"latency at batch 1, throughput at batch {throughput_batch(records) or 'N (not timed)'}; "
         f"{reps} replicate(s) (seeds {seeds}), confidence level "
         f"{_distinct([r['confidence'] for r in records])}, "
@@ -173,7 +218,11 @@ def how_to_read(noise: float) -> str:
         "ratios, bootstrap interval over rounds); latency and throughput are absolute figures "
         "of the same runs. A difference whose interval contains zero (one for a speed ratio) "
         'reads "no measurable change" or "no measurable difference", never better, worse, '
-        f"faster or slower{band}. Every figure is a field of `metrics/{{model}}/{{method}}.json`."
+        f"faster or slower{band}. Resident KB: the bytes the loaded model's weights occupy, "
+        "ready to run; peak RSS MB: the high-water mark of the method's timing process "
+        "(torch, the data, FP32 and the method with their rotating copies), so it has no "
+        "FP32 row of its own. "
+        f"Every figure is a field of `metrics/{{model}}/{{method}}.json`."
     )
 
 

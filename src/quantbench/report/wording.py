@@ -8,6 +8,8 @@ printed with as many places as it takes to keep a measurable bound off the null 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from quantbench.report.stats import Interval, speed_direction
 
 NO_CHANGE = "no measurable change"
@@ -50,13 +52,29 @@ def interval_text(interval: Interval, decimals: int, null: float | None = None) 
     return f"{e} [{lo}, {hi}]"
 
 
-def accuracy_verdict(diff_pt: Interval, decimals: int = 1) -> str:
+def accuracy_verdict(
+    diff_pt: Interval,
+    decimals: int = 1,
+    every_replicate: int = 0,
+    per_replicate_pt: Sequence[float] = (),
+) -> str:
     """``no measurable change``, ``worse by 0.8 pt [0.5, 1.1]`` or ``better by 0.3 pt [0.1, 0.5]``.
 
     ``diff_pt`` is candidate - reference in points; "worse by" states the drop and its interval.
+    When the interval contains 0 but every replicate's own exact test found the same direction
+    (``every_replicate``, see ``stats.every_replicate_direction``), the verdict says so with the
+    range of the per-replicate differences: ``worse in all 3 replicates, by 0.56 to 17.81 pt``.
     """
     if diff_pt.contains(0.0):
-        return NO_CHANGE
+        if every_replicate == 0 or not per_replicate_pt:
+            return NO_CHANGE
+        word = "worse" if every_replicate < 0 else "better"
+        sizes = sorted(abs(v) for v in per_replicate_pt)
+        p = places_off(sizes[0], 0.0, decimals + 1)
+        return (
+            f"{word} in all {len(sizes)} replicates, by {number(sizes[0], p)} to "
+            f"{number(sizes[-1], p)} pt (an exact McNemar test in each)"
+        )
     if diff_pt.hi < 0:
         word, est, lo, hi = "worse", -diff_pt.estimate, -diff_pt.hi, -diff_pt.lo
     else:
