@@ -149,7 +149,10 @@ def size_ratio(setup: Setup, variant: dict[str, Any], state: dict, folder: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="FP32 checkpoint (results/models/<model>/<replicate>/fp32.pt) to quantize")
+    parser.add_argument(
+        "--checkpoint",
+        help="FP32 checkpoint (results/models/<model>/<replicate>/fp32.pt) to quantize",
+    )
     parser.add_argument("--dataset", help="dataset.npz matching --checkpoint")
     parser.add_argument("--n-flows", type=int, default=24000)
     parser.add_argument("--epochs", type=int, default=15)

@@ -510,6 +510,8 @@ def test_group_size_not_fitting_custom_code_stops_its_quantize_job_with_one_line
     }
     assert (workdir / "results/models/narrow/seed7/fp32.pt").is_file()  # training did run
     assert not (workdir / target).exists()
+
+
 # ---------------------------------------------------------------- the int8 engine
 
 

@@ -39,6 +39,9 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+TINY = "tests/config_tiny.yaml"
+
+
 def pin_engine(workdir: Path, engine: str | None = None) -> Path:
     """Name the int8 engine in the copy's test config (default: this machine's ``auto`` pick
     without measuring), for runs whose files are compared byte for byte: a measured pick may
@@ -47,17 +50,11 @@ def pin_engine(workdir: Path, engine: str | None = None) -> Path:
 
     from quantbench import ao
 
-    path = workdir / "tests" / "config_tiny.yaml"
+    path = workdir / TINY
     cfg = yaml.safe_load(path.read_text())
     cfg.setdefault("quantization", {})["engine"] = engine or ao.select_engine("auto")
     path.write_text(yaml.safe_dump(cfg))
     return workdir
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run Snakemake in ``workdir``; the test config is used unless args name another."""
-    cmd = [*SNAKEMAKE, "--configfile", "tests/config_tiny.yaml", *args]
-TINY = "tests/config_tiny.yaml"
 
 
 def snakemake(
