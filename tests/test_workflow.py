@@ -239,8 +239,10 @@ def test_changing_model_settings_reruns_training_and_everything_after(copy_of_do
 
 
 def model_jobs(model: str, reps: list[str] = REPS, methods: list[str] = TINY_METHODS) -> dict:
-    """Every job of one model: training, quantization and scoring in each replicate, timing."""
+    """Every job of one model: training, quantization and scoring in each replicate, timing,
+    and its int8 engine probe (every method list here has an int8 kind)."""
     return {
+        job_name("probe_engine", model): 1,
         **jobs("train_fp32", [model], reps),
         **jobs("quantize", [model], reps, methods),
         **jobs("score", [model], reps, ["fp32", *methods]),
@@ -591,7 +593,7 @@ def int4_done(tmp_path_factory) -> Path:
 
     def change(cfg):
         cfg.update(replicates=1, methods=INT4_METHODS)
-        cfg["model"]["hidden"] = [64, 64]
+        cfg["models"]["mlp"]["hidden"] = [64, 64]
 
     edit_config(workdir, change)
     run_ok(workdir, "--cores", "2")
