@@ -183,7 +183,7 @@ def timing_record(
         "cpu_facts": {"model": "Example CPU 7763 @ 2.40GHz", "architecture": "x86_64",
                       "features": ["avx2", "fma", "avx512f"], "torch_capability": "AVX512"},
         "memory": {"peak_rss_bytes": 300 * 2**20,
-                   "copies_per_side": 8},
+                   "copies_per_side": 16},
     }  # fmt: skip
 
 

@@ -53,7 +53,7 @@ class Recorder(nn.Module):
 
 def recorders(log, on_call=None):
     mods = {side: Recorder(side, log, on_call) for side in latency.SIDES}
-    return mods, {side: (lambda m=m: m) for side, m in mods.items()}
+    return mods, {side: (lambda block, m=m: m) for side, m in mods.items()}
 
 
 def x_rows(n=9):
@@ -182,13 +182,32 @@ def test_a_truly_slower_candidate_loses_the_rounds():
 def test_rotating_copies_are_distinct_tensors_that_compute_the_same():
     ref = build_model({"arch": "mlp", "hidden": [8], "dropout": 0.0}, 4, 3).eval()
     make = RotatingCopies(ref, copies=3)
-    handed = [make() for _ in range(7)]
-    assert [id(m) for m in handed[3:6]] == [id(m) for m in handed[:3]]  # in turn
-    ptrs = {m.layers.fc0.weight.data_ptr() for m in handed} | {ref.layers.fc0.weight.data_ptr()}
-    assert len(ptrs) == 4
+    handed = {block: [make(block) for _ in range(7)] for block in latency.BLOCKS}
+    for mods in handed.values():
+        assert [id(m) for m in mods[3:6]] == [id(m) for m in mods[:3]]  # in turn
+    assert make.count == 6
+    every = [m for mods in handed.values() for m in mods]
+    ptrs = {m.layers.fc0.weight.data_ptr() for m in every} | {ref.layers.fc0.weight.data_ptr()}
+    assert len(ptrs) == 7  # three copies per block kind, none shared, none the original
     x = torch.randn(5, 4)
     with torch.inference_mode():
-        assert all(torch.equal(m(x), ref(x)) for m in handed[:3])
+        assert all(torch.equal(m(x), ref(x)) for m in every)
+    with pytest.raises(KeyError, match="no copies for block kind 'other'"):
+        make("other")
+
+
+def test_each_copy_runs_one_batch_size_only():
+    # A kernel that sets itself up for the first shape it sees (onednn's quantized Linear) must
+    # never be timed on a shape it was not set up for: batch-1 copies see only single rows,
+    # full-batch copies only full batches, from the warm-up on.
+    cfg = PAIRED
+    make = {side: RotatingCopies(CountingModule(), copies=3, seed=i)
+            for i, side in enumerate(latency.SIDES)}  # fmt: skip
+    paired_rounds(make, x_rows(), cfg, round_warmup=1)
+    for side in latency.SIDES:
+        pools = make[side].pools
+        assert all(m.shapes and set(m.shapes) == {(1, 4)} for m in pools["calls"])
+        assert all(m.shapes and set(m.shapes) == {(cfg.batch_size, 4)} for m in pools["passes"])
 
 
 # ---------------------------------------------------------------- the time step

@@ -16,6 +16,12 @@ a few long ones. Where a module's tensors lie in memory also shifts its speed a 
 life of the process; each side therefore rotates through several deep copies placed at
 different addresses, one per round, so that layout enters the round-to-round spread (and the
 interval) instead of biasing one side.
+
+Each batch size has copies of its own: a copy that runs batch-1 calls never runs a full batch,
+and the other way round, as in a deployment that serves one batch size. Some int8 kernels set
+themselves up for the first input shape they see and run every other shape on a slower path
+(the ``onednn`` engine's quantized Linear keeps one primitive, built at its first call); timing
+both sizes on one module would time one of them on that slower path.
 """
 
 from __future__ import annotations
@@ -46,16 +52,19 @@ from quantbench.memory import peak_rss_bytes
 
 # Untimed batch-1 calls (passes) of each side before each of its blocks in a round.
 ROUND_WARMUP = 1
-# Deep copies of each model the rounds rotate through (different memory layouts).
+# Deep copies of each model the rounds rotate through (different memory layouts), per block.
 LAYOUTS = 8
+# The two kinds of timed block; each has its own copies of each model (module docstring).
+BLOCKS = ("calls", "passes")
 
 
 SIDES = ("reference", "candidate")
 TIMING_FORMAT = "quantbench-timing"
 TIMING_VERSION = 1
 
-# A module factory: called once per round, it returns the module that round times.
-Factory = Callable[[], nn.Module]
+# A module factory: called with a block kind (one of BLOCKS) once per round and block, it returns
+# the module that block times; it must never hand a module of one kind to the other.
+Factory = Callable[[str], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -173,10 +182,11 @@ def paired_rounds(
     """Time ``make["reference"]()`` against ``make["candidate"]()`` in interleaved rounds,
     with ``cfg.threads`` torch threads.
 
-    The warm-up (``cfg.warmup`` untimed calls and passes per side) and every round each ask
-    the side's factory for its module. Returns the ``rounds`` list of the timing JSON: per
-    round its ``order`` and, per side, ``latency_ms`` (one entry per batch-1 call) and
-    ``pass_ms`` (one per pass).
+    The warm-up (``cfg.warmup`` untimed calls and passes per side) and every block of every
+    round ask the side's factory for the module of that block's kind (``"calls"`` for
+    batch-1 calls, ``"passes"`` for full batches). Returns the ``rounds`` list of the timing
+    JSON: per round its ``order`` and, per side, ``latency_ms`` (one entry per batch-1 call)
+    and ``pass_ms`` (one per pass).
     """
     rows = batch_of(x, cfg.latency_samples)  # (latency_samples, features), both sides alike
     batch = batch_of(x, cfg.batch_size)  # (batch_size, features)
@@ -186,9 +196,8 @@ def paired_rounds(
     with _timing_conditions(cfg.threads):
         for side in SIDES:
             for i in range(cfg.warmup):  # a new module each time: every copy gets its share
-                module = make[side]()
-                warm_calls(module, rows[i % rows.shape[0] :], 1)
-                warm_passes(module, batch, 1)
+                warm_calls(make[side]("calls"), rows[i % rows.shape[0] :], 1)
+                warm_passes(make[side]("passes"), batch, 1)
         start = 0
         for r in range(cfg.rounds):
             block = rows[start : start + calls[r]]  # this round's rows, the same for both sides
@@ -207,34 +216,55 @@ def _time_round(
 ) -> dict[str, Any]:
     """One round: the batch-1 blocks of both sides in ``order``, then their blocks of passes,
     each block after ``warmup`` untimed calls (passes) of its own."""
-    modules = {side: make[side]() for side in order}
     result: dict[str, Any] = {"order": list(order), **{side: {} for side in SIDES}}
+    callers = {side: make[side]("calls") for side in order}
     for side in order:
-        warm_calls(modules[side], rows, warmup)
-        result[side]["latency_ms"] = time_calls(modules[side], rows)
+        warm_calls(callers[side], rows, warmup)
+        result[side]["latency_ms"] = time_calls(callers[side], rows)
+    passers = {side: make[side]("passes") for side in order}
     for side in order:
-        warm_passes(modules[side], batch, warmup)
-        result[side]["pass_ms"] = time_passes(modules[side], batch, passes)
+        warm_passes(passers[side], batch, warmup)
+        result[side]["pass_ms"] = time_passes(passers[side], batch, passes)
     return result
 
 
 class RotatingCopies:
-    """A factory that hands out ``copies`` deep copies of ``module`` in turn.
+    """A factory that hands out, per block kind, ``copies`` deep copies of ``module`` in turn.
 
-    All copies live at once, each behind a spacer of random size, so they lie at different
-    addresses (a copy made after freeing the last would get its addresses back).
+    Each kind in ``blocks`` has a pool of its own, so a copy only ever runs one batch size. All
+    copies live at once, each behind a spacer of random size, so they lie at different
+    addresses (a copy made after freeing the last would get its addresses back). A deep copy
+    starts with none of the state a kernel kept from ``module``'s earlier calls (``onednn``'s
+    primitive is rebuilt with the packed weight).
     """
 
-    def __init__(self, module: nn.Module, copies: int = LAYOUTS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        copies: int = LAYOUTS,
+        seed: int = 0,
+        blocks: tuple[str, ...] = BLOCKS,
+    ) -> None:
         rng = np.random.default_rng(seed)
-        self._spacers, self.pool = [], []
+        self._spacers: list[torch.Tensor] = []
+        self.pools: dict[str, list[nn.Module]] = {block: [] for block in blocks}
         for _ in range(copies):
-            self._spacers.append(torch.empty(int(rng.integers(1, 4096)) * 64, dtype=torch.uint8))
-            self.pool.append(copy.deepcopy(module))
-        self._turn = itertools.count()
+            for pool in self.pools.values():
+                spacer = int(rng.integers(1, 4096)) * 64
+                self._spacers.append(torch.empty(spacer, dtype=torch.uint8))
+                pool.append(copy.deepcopy(module))
+        self._turns = {block: itertools.count() for block in blocks}
 
-    def __call__(self) -> nn.Module:
-        return self.pool[next(self._turn) % len(self.pool)]
+    def __call__(self, block: str) -> nn.Module:
+        if block not in self.pools:
+            raise KeyError(f"no copies for block kind {block!r}; kinds: {', '.join(self.pools)}")
+        pool = self.pools[block]
+        return pool[next(self._turns[block]) % len(pool)]
+
+    @property
+    def count(self) -> int:
+        """Copies held, all block kinds together."""
+        return sum(len(pool) for pool in self.pools.values())
 
 
 @torch.inference_mode()
@@ -339,7 +369,8 @@ def run_timing(
     """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out.
 
     Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
-    process's peak RSS (both models, their ``LAYOUTS`` copies each, the data and torch) and
+    process's peak RSS (both models, their ``LAYOUTS`` copies per block kind, the data and
+    torch) and
     the CPU facts (:func:`quantbench.cpu.cpu_facts`).
     """
     cfg = TimingConfig(**timing)
@@ -372,6 +403,9 @@ def run_timing(
             "torch_version": str(torch.__version__),
             "cpu": facts["model"],
             "cpu_facts": facts,
-            "memory": {"peak_rss_bytes": peak_rss_bytes(), "copies_per_side": LAYOUTS},
+            "memory": {
+                "peak_rss_bytes": peak_rss_bytes(),
+                "copies_per_side": make["candidate"].count,
+            },
         },
     )
