@@ -281,8 +281,25 @@ def test_empty_config_is_refused():
 def test_engine_reaches_int8_kinds_only():
     cfg = resolve(lambda c: None)
     assert method_params(cfg, "ptq_static", "x86")["engine"] == "x86"
-    assert "engine" not in method_params(cfg, "rtn_w4", "x86")
+    assert "engine" not in method_params(cfg, "rtn_w4", "x86")  # groups of 32: dequantized
     assert "engine" not in cfg["methods"]["ptq_static"]  # the config itself is not changed
+
+
+@pytest.mark.parametrize(
+    ("variant", "runs_int8"),
+    [
+        ({"kind": "rtn", "bits": 4, "group_size": -1}, True),  # auto: per-channel -> int8
+        ({"kind": "gptq", "bits": 4, "group_size": -1, "execution": "int8"}, True),
+        ({"kind": "gptq", "bits": 4, "group_size": -1, "execution": "int4"}, False),
+        ({"kind": "rtn", "bits": 4, "group_size": -1, "execution": "dequantized"}, False),
+        ({"kind": "rtn", "bits": 3, "group_size": 32}, False),
+    ],
+)
+def test_engine_reaches_weight_only_variants_on_the_int8_path(variant, runs_int8):
+    cfg = resolve(lambda c: c.update(methods={"w": variant}))
+    params = method_params(cfg, "w", "onednn")
+    assert (params.get("engine") == "onednn") is runs_int8
+    assert runs_int8 or "engine" not in params
 
 
 def test_resolved_config_does_not_depend_on_key_order():

@@ -84,9 +84,78 @@ def test_auto_is_todays_default():
     assert kernels_that_ran(per_channel.module, calib.x_val) == ["quantized::linear_dynamic"]
 
 
+def _per_channel_engines() -> list[str]:
+    """Engines of this torch with a dynamic Linear for symmetric per-channel weights."""
+    from quantbench import ao
+
+    engines = []
+    for engine in ao.supported_engines():
+        torch.backends.quantized.engine = engine
+        if ao.per_channel_dynamic_supported(engine):
+            engines.append(engine)
+    return engines
+
+
+def _other_engine(engine: str) -> str:
+    return "qnnpack" if engine != "qnnpack" else "x86"
+
+
+@pytest.mark.parametrize("engine", _per_channel_engines())
+def test_the_int8_path_runs_on_the_engine_its_parameters_name(tmp_path, engine):
+    # quantize and load both set the engine named in the parameters (the run's probed or
+    # named engine), whatever engine the process had before; symmetric codes (zero point 0)
+    # are what every engine with per-channel dynamic weights takes
+    model, calib = _setup()
+    params = {"bits": 4, "group_size": -1, "symmetric": True, "execution": "int8",
+              "engine": engine}  # fmt: skip
+    torch.backends.quantized.engine = _other_engine(engine)
+    q = rtn.quantize(model, calib, rtn.Params(**params))
+    assert q.info["engine"] == engine == torch.backends.quantized.engine
+    torch.backends.quantized.engine = _other_engine(engine)
+    module, _ = checkpoint_roundtrip(tmp_path, "rtn", params, q.state)
+    assert torch.backends.quantized.engine == engine
+    assert kernels_that_ran(module, calib.x_val) == ["quantized::linear_dynamic"]
+    with torch.inference_mode():
+        assert torch.equal(module(calib.x_val), q.module(calib.x_val))
+
+
+def test_codes_the_named_engine_cannot_hold_run_on_the_default_engine(monkeypatch, caplog):
+    # onednn takes only symmetric per-channel weights: asymmetric codes then run on the first
+    # engine of the default order that takes them, and the log says so
+    from quantbench import ao
+
+    engines = _per_channel_engines()
+    named = next(e for e in engines if e != ao.select_engine("auto"))
+    real = ao.per_channel_dynamic_supported
+    monkeypatch.setattr(
+        ao, "per_channel_dynamic_supported",
+        lambda engine, asymmetric=False: real(engine) and not (asymmetric and engine == named),
+    )  # fmt: skip
+    model, calib = _setup()
+    with caplog.at_level("INFO", logger="quantbench.weightonly"):
+        q = rtn.quantize(model, calib, rtn.Params(group_size=-1, engine=named))
+    assert q.info["engine"] == ao.select_engine("auto") == torch.backends.quantized.engine
+    assert f"int8 engine {named} has no dynamic Linear for asymmetric" in caplog.text
+    sym = rtn.quantize(model, calib, rtn.Params(group_size=-1, symmetric=True, engine=named))
+    assert sym.info["engine"] == named
+
+
+def test_no_engine_for_the_int8_path_stops_it_in_one_line(monkeypatch):
+    from quantbench import ao
+
+    monkeypatch.setattr(ao, "per_channel_dynamic_supported", lambda e, asymmetric=False: False)
+    model, calib = _setup()
+    with pytest.raises(ValueError, match="has a dynamic Linear for asymmetric per-") as err:
+        rtn.quantize(model, calib, rtn.Params(group_size=-1, engine="x86"))
+    assert "\n" not in str(err.value) and "use execution: dequantized" in str(err.value)
+    # the other paths need no int8 engine
+    assert rtn.quantize(model, calib, rtn.Params(group_size=32)).info["engine"] is None
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
+        ({"engine": "fastest"}, "engine must be one of"),
         ({"execution": "int8", "group_size": 32}, "int8 needs group_size -1"),
         ({"execution": "int4", "bits": 5}, "at most 4 bits, got bits: 5"),
         ({"execution": "int4", "group_size": 16}, "group_size 16 is not -1 or a multiple of 32"),

@@ -577,6 +577,8 @@ INT4_METHODS = {
                      "calibration_samples": 256, "execution": "int4"},
     "gptq_w4_deq": {"kind": "gptq", "bits": 4, "group_size": 32, "act_order": True,
                     "calibration_samples": 256, "execution": "dequantized"},
+    "rtn_w8_int8": {"kind": "rtn", "bits": 8, "group_size": -1, "symmetric": True,
+                    "execution": "int8"},
 }  # fmt: skip
 
 
@@ -611,6 +613,19 @@ def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_do
     assert quality(int4_done, "seed7", "ptq_static")["engine"] == engine
     assert read(int4_done, f"timing/{MODEL}/ptq_static.json")["candidate"]["engine"] == engine
     assert "no probe ran" in (int4_done / "results" / "summary.md").read_text()
+
+
+def test_weight_only_codes_on_the_int8_path_run_on_the_runs_engine(int4_done):
+    engine = _named_engine()
+    with ao.quiet():
+        ckpt = read_checkpoint(
+            int4_done / "results" / "models" / MODEL / "seed7" / "rtn_w8_int8.pt"
+        )
+    assert ckpt["engine"] == ckpt["params"]["engine"] == engine
+    q = quality(int4_done, "seed7", "rtn_w8_int8")
+    assert q["engine"] == engine and q["kernels"] == ["quantized::linear_dynamic"]
+    assert read(int4_done, f"timing/{MODEL}/rtn_w8_int8.json")["candidate"]["engine"] == engine
+    assert quality(int4_done, "seed7", "rtn_w4_int4")["engine"] is None
 
 
 def test_int4_methods_are_scored_and_timed_on_the_int4_kernel(int4_done):

@@ -342,12 +342,22 @@ def per_channel_dynamic_linear(
 
 
 @functools.cache
-def per_channel_dynamic_supported(engine: str) -> bool:
-    """Whether ``engine`` (the one in use) runs dynamic Linear with per-channel int8 weights."""
-    probe = nn.Sequential(nn.Linear(4, 2))
+def per_channel_dynamic_supported(engine: str, asymmetric: bool = False) -> bool:
+    """Whether ``engine`` (the one in use) runs dynamic Linear with per-channel int8 weights;
+    with ``asymmetric``, weights whose zero points are not all 0 (``onednn`` takes only
+    symmetric weights)."""
     try:
         with quiet():
-            quantize_dynamic(probe, per_channel=True)(torch.ones(1, 4))
+            if asymmetric:
+                codes = torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 2)
+                zero_points = torch.tensor([0, 1])
+                layer, _ = per_channel_dynamic_linear(
+                    codes - zero_points[:, None], torch.ones(2).double(), zero_points,
+                    torch.zeros(2),
+                )  # fmt: skip
+            else:
+                layer = quantize_dynamic(nn.Sequential(nn.Linear(4, 2)), per_channel=True)
+            layer(torch.ones(1, 4))
     except (RuntimeError, AssertionError, NotImplementedError):
         return False
     return True

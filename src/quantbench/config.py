@@ -282,9 +282,28 @@ def model_file(cfg: dict[str, Any], name: str) -> str | None:
     return spec["path"] if spec["arch"] == "custom" else None
 
 
-def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:
-    """What the quantize job of one variant receives: its own parameters (plus the run's engine)."""
-    variant = dict(cfg["methods"][name])
+def resolved_execution(execution: str, group_size: int) -> str:
+    """A weight-only variant's ``execution`` with ``auto`` resolved: int8 for per-channel codes
+    (``group_size: -1``), else dequantized."""
+    if execution != "auto":
+        return execution
+    return "int8" if group_size == -1 else "dequantized"
+
+
+def uses_int8_engine(variant: dict[str, Any]) -> bool:
+    """Whether a (resolved) variant runs on the int8 engine's kernels: the int8 kinds, and
+    weight-only codes on the int8 path (torch's dynamic int8 Linear)."""
     if variant["kind"] in INT8_KINDS:
+        return True
+    if variant["kind"] in WEIGHT_ONLY_KINDS:
+        return resolved_execution(variant["execution"], variant["group_size"]) == "int8"
+    return False
+
+
+def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:
+    """What the quantize job of one variant receives: its own parameters, plus the run's int8
+    engine for a variant that runs on int8 engine kernels."""
+    variant = dict(cfg["methods"][name])
+    if uses_int8_engine(variant):
         variant["engine"] = engine
     return variant

@@ -14,7 +14,8 @@ An explicit engine (``quantization.engine: x86`` ...) wins without a probe: the 
 that this torch offers it and records ``probed: false``, so a run that names its engine pays
 one short process, not a measurement.
 
-The int8 quantize jobs read ``engine`` from this record and store it in their checkpoint's
+The quantize jobs of variants on int8 kernels (the int8 kinds, weight-only codes on the int8
+path) read ``engine`` from this record and store it in their checkpoint's
 parameters; loading a checkpoint sets that engine before the module is rebuilt.
 """
 

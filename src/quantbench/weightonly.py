@@ -12,7 +12,9 @@ Execution paths (the ``execution`` parameter of both kinds; the disk format is t
 
 - ``dequantized``: the codes are read back to float32 weights at load (any bits, any groups);
 - ``int8``: per-channel codes (``group_size: -1``) of Linear layers run on torch's int8 dynamic
-  kernels (``quantized::linear_dynamic``), bit for bit the same weights;
+  kernels (``quantized::linear_dynamic``), bit for bit the same weights, on the run's int8
+  engine (the ``engine`` parameter: the probed or named engine, set before the layers are
+  built, as for the int8 kinds);
 - ``int4``: codes of up to 4 bits with ``group_size`` -1 or a multiple of 32 run on torch's CPU
   int4 kernel (:class:`quantbench.int4.Int4Linear`, bfloat16 activations), packed at load;
   act-order groups become a column permutation of the inputs;
@@ -53,6 +55,7 @@ Packed state layout (``QuantizedModel.state``, stored in the checkpoint)::
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -62,6 +65,7 @@ import torch
 from torch import nn
 
 from quantbench import ao, coverage, int4
+from quantbench.config import resolved_execution
 from quantbench.coverage import Decision, Layer
 from quantbench.grid import (
     BITS,
@@ -73,6 +77,8 @@ from quantbench.grid import (
 )
 from quantbench.methods.base import QuantizedModel
 from quantbench.packing import pack, unpack
+
+log = logging.getLogger("quantbench.weightonly")
 
 STATE_FORMAT = "quantbench-weightonly"
 STATE_VERSION = 1
@@ -122,13 +128,6 @@ def check_execution(execution: Any, bits: int, group_size: int) -> None:
         problem = int4.code_problem(group_size, bits)
         if problem:
             raise ValueError(f"execution int4: {problem}; {int4.ALTERNATIVES}")
-
-
-def resolved_execution(execution: str, group_size: int) -> str:
-    """``auto`` resolved: int8 for per-channel codes, else dequantized."""
-    if execution != "auto":
-        return execution
-    return "int8" if group_size == -1 else "dequantized"
 
 
 def layer_path(execution: str, group_size: int, shape: list[int]) -> str:
@@ -467,16 +466,54 @@ def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
     setattr(model.get_submodule(parent), child, layer)
 
 
+def use_int8_engine(
+    execution: str, group_size: int, engine: str, symmetric: bool = False
+) -> str | None:
+    """Make the int8 engine that runs these codes the process's engine and return it; None
+    when they do not run on the int8 path.
+
+    That is ``engine`` (``auto`` resolved: the run's probed or named engine) when it has a
+    dynamic Linear for per-channel weights of this grid (asymmetric codes have non-zero zero
+    points, which ``onednn`` refuses), else the first engine in the default order that has one
+    (logged). ValueError (one line) when no engine of this torch has one.
+    """
+    if resolved_execution(execution, group_size) != "int8":
+        return None
+    wanted = ao.select_engine(engine)
+    order = [wanted, ao.select_engine("auto"), *ao.supported_engines()]
+    for name in dict.fromkeys(order):
+        torch.backends.quantized.engine = name
+        if ao.per_channel_dynamic_supported(name, asymmetric=not symmetric):
+            if name != wanted:
+                log.info(
+                    "int8 engine %s has no dynamic Linear for %s per-channel weights; the "
+                    "int8 path runs on %s",
+                    wanted, "symmetric" if symmetric else "asymmetric", name,
+                )  # fmt: skip
+            return name
+    raise ValueError(
+        f"no int8 engine of this torch ({', '.join(dict.fromkeys(order))}) has a dynamic "
+        f"Linear for {'symmetric' if symmetric else 'asymmetric'} per-channel weights, which "
+        "execution int8 needs; use execution: dequantized"
+    )
+
+
 @torch.no_grad()
 def build_module(
-    skeleton: nn.Module, state: dict[str, Any], grid: Grid, execution: str = "auto"
+    skeleton: nn.Module,
+    state: dict[str, Any],
+    grid: Grid,
+    execution: str = "auto",
+    engine: str = "auto",
 ) -> nn.Module:
     """The runnable CPU module of a packed state on the ``execution`` path (module docstring).
 
     ``skeleton`` is a module of the same architecture (its values are all overwritten, and
     it is modified in place): a copy of the FP32 model, or one rebuilt from the checkpoint.
+    On the int8 path ``engine`` becomes the process's int8 engine first.
     """
     group_size = int(state["group_size"])
+    use_int8_engine(execution, group_size, engine, grid.symmetric)
     fp32 = state.get("fp32", {})
     expected = set(skeleton.state_dict())
     covered = _packed_keys(state["layers"]) | set(fp32)
@@ -548,12 +585,13 @@ def finish(
     extra: dict[str, Any],
     n_features: int,
     path: str = "auto",
+    engine: str = "auto",
 ) -> QuantizedModel:
     """Pack the layers, build the module from the packed state (on the ``path`` execution
-    path) and describe the result."""
+    path, with ``engine`` on the int8 path) and describe the result."""
     fp32_model = fp32_model.cpu().eval()
     state = pack_state(layers, grid.bits, group_size, fp32_model)
-    module = build_module(copy.deepcopy(fp32_model), state, grid, path)
+    module = build_module(copy.deepcopy(fp32_model), state, grid, path, engine)
     shapes = [entry["shape"] for entry in state["layers"].values()]
     verdicts = decide(state, grid, path)
     info = {
@@ -562,6 +600,7 @@ def finish(
         "symmetric": grid.symmetric,
         "execution": execution(group_size, shapes, path),
         "execution_path": resolved_execution(path, group_size),
+        "engine": use_int8_engine(path, group_size, engine, grid.symmetric),
         "layer_error": layer_error,
         "g_idx_stored": [n for n, e in state["layers"].items() if "g_idx" in e],
         "coverage": coverage.report(fp32_model, coverage.probe(n_features), verdicts),

@@ -7,7 +7,6 @@ from pathlib import Path
 # The library lives in src/; the workflow needs it at parse time only for config checking.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import (
-    INT8_KINDS,
     ConfigError,
     method_params,
     model_file,
@@ -15,6 +14,7 @@ from quantbench.config import (
     replicate_seed,
     replicate_seeds,
     resolve_config,
+    uses_int8_engine,
 )
 from quantbench.deps import closure, kind_file
 
@@ -128,9 +128,14 @@ def engine_file(model):
     return f"results/engine/{model}.json"
 
 
+def on_int8_engine(method):
+    """Whether the variant runs on int8 engine kernels (int8 kinds, weight-only on int8)."""
+    return method != "fp32" and uses_int8_engine(config["methods"][method])
+
+
 def engine_files():
     """One engine record per model, when any method runs on int8 engine kernels."""
-    if not any(kind_of(m) in INT8_KINDS for m in METHODS):
+    if not any(on_int8_engine(m) for m in METHODS):
         return []
     return [engine_file(m) for m in MODELS]
 
@@ -150,7 +155,7 @@ def get_quantize_input(wildcards):
         "dataset": f"results/data/{wildcards.rep}/dataset.npz",
         "lib": lib("quantize.py", kind_file(kind_of(wildcards.method))),
     }
-    if kind_of(wildcards.method) in INT8_KINDS:
+    if on_int8_engine(wildcards.method):
         inputs["engine"] = engine_file(wildcards.model)
     return inputs
 

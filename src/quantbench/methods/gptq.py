@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from quantbench import weightonly
+from quantbench import ao, weightonly
 from quantbench.grid import Grid, QuantizedWeight, dequantize, fit, group_count
 from quantbench.grid import quantize as grid_quantize
 from quantbench.methods.base import CalibrationData, QuantizedModel
@@ -66,10 +66,12 @@ class Params:
     blocksize: int = 128
     calibration_samples: int = 2048
     execution: str = "auto"
+    engine: str = "auto"  # int8 engine of the int8 path (quantization.engine, resolved)
 
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
         weightonly.check_execution(self.execution, self.bits, self.group_size)
+        ao.check_engine_name(self.engine)
         weightonly.check_bool("act_order", self.act_order)
         weightonly.check_bool("static_groups", self.static_groups)
         pd = self.percdamp
@@ -306,6 +308,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         extra,
         n_features,
         params.execution,
+        params.engine,
     )
 
 
@@ -314,4 +317,4 @@ def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module
     weightonly.check_state(state, params.bits, params.group_size)
     with torch.random.fork_rng(devices=[]):
         skeleton = spec.build()
-    return weightonly.build_module(skeleton, state, params.grid, params.execution)
+    return weightonly.build_module(skeleton, state, params.grid, params.execution, params.engine)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from quantbench import weightonly
+from quantbench import ao, weightonly
 from quantbench.grid import Grid, quantize_weight
 from quantbench.methods.base import CalibrationData, QuantizedModel
 from quantbench.models import ModelSpec
@@ -34,10 +34,12 @@ class Params:
     group_size: int = 32
     symmetric: bool = False
     execution: str = "auto"
+    engine: str = "auto"  # int8 engine of the int8 path (quantization.engine, resolved)
 
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
         weightonly.check_execution(self.execution, self.bits, self.group_size)
+        ao.check_engine_name(self.engine)
 
     @property
     def grid(self) -> Grid:
@@ -79,6 +81,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         extra,
         n_features,
         params.execution,
+        params.engine,
     )
 
 
@@ -87,4 +90,4 @@ def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module
     weightonly.check_state(state, params.bits, params.group_size)
     with torch.random.fork_rng(devices=[]):
         skeleton = spec.build()
-    return weightonly.build_module(skeleton, state, params.grid, params.execution)
+    return weightonly.build_module(skeleton, state, params.grid, params.execution, params.engine)
