@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench.config import ConfigError, method_params, resolve_config
+from quantbench.config import ConfigError, load_schema, method_params, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -324,3 +324,9 @@ def test_every_shipped_config_resolves(path):
     resolved = resolve_config(cfg, SCHEMA)
     for section in ("methods", "models"):
         assert set(resolved[section]) == set(extra.get(section, DEFAULT[section]))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflow" / "schemas").glob("*.yaml")))
+def test_schemas_read_the_same_with_the_fast_loader(path):
+    """load_schema uses libyaml when PyYAML has it; the result must be PyYAML's own safe_load."""
+    assert load_schema(path) == yaml.safe_load(path.read_text(encoding="utf-8"))
