@@ -16,9 +16,13 @@ include: "workflow/rules/time.smk"
 include: "workflow/rules/report.smk"
 
 
+# On a cluster these run where Snakemake runs instead of as jobs: `all` and `summarize` gather
+# files; `generate_traffic` writes the default synthetic data in about a second, and as a job it
+# would cost a queue wait, two Snakemake starts and a status poll before anything else can start.
 localrules:
     all,
     summarize,
+    generate_traffic,
 
 
 rule all:
