@@ -216,7 +216,8 @@ def how_to_read(noise: float) -> str:
         "replicate on the same test rows, in percentage points. Speed-ups are FP32 time / "
         "method time from interleaved rounds in one process (geometric mean of the per-round "
         "ratios, bootstrap interval over rounds), each batch size on model copies that only "
-        "ever run that size; latency and throughput are absolute figures of the same runs. A difference whose interval contains zero (one for a speed ratio) "
+        "ever run that size; latency and throughput are absolute figures of the same runs. "
+        "A difference whose interval contains zero (one for a speed ratio) "
         'reads "no measurable change" or "no measurable difference", never better, worse, '
         f"faster or slower{band}. Resident KB: the bytes the loaded model's weights occupy, "
         "ready to run; peak RSS MB: the high-water mark of the method's timing process "
