@@ -25,32 +25,24 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from quantbench import ao, engines
+from quantbench.latency import time_passes
 from quantbench.models import build_model
 
 
-@torch.inference_mode()
 def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:
-    """Median milliseconds of ``calls`` forward passes on ``x``."""
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        module(x)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return statistics.median(times)
+    """Median milliseconds of ``calls`` forward passes on ``x`` (the timing job's own loop)."""
+    return statistics.median(time_passes(module, x, calls))
 
 
 def dynamic_builder(model: nn.Module) -> Callable[[str], nn.Module]:
-    def build(engine: str) -> nn.Module:
-        return ao.quantize_dynamic(copy.deepcopy(model))
-
-    return build
+    """``build(engine)``: ``model`` quantized dynamically under the engine set by the caller."""
+    return lambda engine: ao.quantize_dynamic(model)  # a copy: ``model`` is not modified
 
 
 @torch.inference_mode()

@@ -179,8 +179,8 @@ def paired_rounds(
     cfg: TimingConfig,
     round_warmup: int = ROUND_WARMUP,
 ) -> list[dict[str, Any]]:
-    """Time ``make["reference"]()`` against ``make["candidate"]()`` in interleaved rounds,
-    with ``cfg.threads`` torch threads.
+    """Time the modules of ``make["reference"]`` against those of ``make["candidate"]`` in
+    interleaved rounds, with ``cfg.threads`` torch threads.
 
     The warm-up (``cfg.warmup`` untimed calls and passes per side) and every block of every
     round ask the side's factory for the module of that block's kind (``"calls"`` for

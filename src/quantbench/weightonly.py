@@ -600,7 +600,12 @@ def finish(
         "symmetric": grid.symmetric,
         "execution": execution(group_size, shapes, path),
         "execution_path": resolved_execution(path, group_size),
-        "engine": use_int8_engine(path, group_size, engine, grid.symmetric),
+        # build_module set the engine the int8 path runs on (the run's, or the fallback)
+        "engine": (
+            str(torch.backends.quantized.engine)
+            if resolved_execution(path, group_size) == "int8"
+            else None
+        ),
         "layer_error": layer_error,
         "g_idx_stored": [n for n, e in state["layers"].items() if "g_idx" in e],
         "coverage": coverage.report(fp32_model, coverage.probe(n_features), verdicts),
