@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from quantbench import ao
-from quantbench.data import data_config_from_mapping, run_preprocess
-from quantbench.dataset import load_dataset
-from quantbench.evaluate import predict
-from quantbench.files import read_json
-from quantbench.loader import load_model
-from quantbench.quantize import run_quantization
-from quantbench.synthetic import SyntheticConfig, write_flows_csv
-from quantbench.train import run_training
+from quantbench.core.files import read_json
+from quantbench.data.dataset import load_dataset
+from quantbench.data.preprocess import data_config_from_mapping, run_preprocess
+from quantbench.data.synthetic import SyntheticConfig, write_flows_csv
+from quantbench.measure.score import predict
+from quantbench.quant.ao import backend as ao
+from quantbench.quant.loader import load_model
+from quantbench.quant.quantize import run_quantization
+from quantbench.training.train import run_training
 
 DATA = {"nonfinite": "drop", "categorical": "onehot", "val_fraction": 0.15, "test_fraction": 0.15}
 TRAIN = {"epochs": 40, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5}

@@ -30,8 +30,9 @@ import torch  # noqa: E402
 
 T_TORCH = time.perf_counter()
 
-from quantbench import ao, engines  # noqa: E402
+from quantbench.measure import engines  # noqa: E402
 from quantbench.models import build_model  # noqa: E402
+from quantbench.quant.ao import backend as ao  # noqa: E402
 
 
 def main() -> None:

@@ -30,9 +30,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantbench import ao, engines
-from quantbench.latency import time_passes
+from quantbench.measure import engines
+from quantbench.measure.harness import time_passes
 from quantbench.models import build_model
+from quantbench.quant.ao import backend as ao
 
 
 def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:

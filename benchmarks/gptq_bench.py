@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from quantbench import methods, weightonly
-from quantbench.checkpoint import save_checkpoint
-from quantbench.loader import load_model
-from quantbench.methods.base import CalibrationData, QuantizedModel
 from quantbench.models import ModelSpec, resolve
+from quantbench.quant.base import CalibrationData, QuantizedModel
+from quantbench.quant.loader import load_model
+from quantbench.quant.methods import registry as methods
+from quantbench.quant.weightonly import build as weightonly
+from quantbench.training.checkpoint import save_checkpoint
 
 BITS = (8, 4, 3, 2)
 TIME_TARGET_S = 2.0
@@ -50,7 +51,7 @@ class Setup:
 def _synthetic_rows(n_flows: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Features (log-compressed) and labels of the default synthetic traffic data."""
     try:
-        from quantbench.synthetic import LABEL, SyntheticConfig, generate_flows
+        from quantbench.data.synthetic import LABEL, SyntheticConfig, generate_flows
     except ImportError:
         g = np.random.default_rng(seed)
         centers = g.normal(0, 0.6, (6, 30))
@@ -108,7 +109,7 @@ def trained_setup(args: argparse.Namespace) -> Setup:
 
 
 def loaded_setup(args: argparse.Namespace) -> Setup:
-    from quantbench.dataset import load_dataset
+    from quantbench.data.dataset import load_dataset
 
     fp32 = load_model(args.checkpoint)
     ds = load_dataset(args.dataset)

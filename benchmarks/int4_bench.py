@@ -30,11 +30,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantbench import int4
-from quantbench.cpu import cpu_facts, describe
-from quantbench.grid import Grid, QuantizedWeight, quantize_weight
-from quantbench.memory import resident_weight_bytes
+from quantbench.machine.cpu import cpu_facts, describe
+from quantbench.machine.memory import resident_weight_bytes
 from quantbench.models import build_model
+from quantbench.quant.weightonly import int4
+from quantbench.quant.weightonly.grid import Grid, QuantizedWeight, quantize_weight
 
 PATHS = ("fp32", "dequant", "int4", "int4_act")
 

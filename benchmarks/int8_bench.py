@@ -28,13 +28,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from quantbench import ao, methods
-from quantbench.checkpoint import save_checkpoint
-from quantbench.dataset import Dataset
-from quantbench.latency import TimingConfig, measure_latency, measure_throughput, set_threads
-from quantbench.methods.base import CalibrationData
+from quantbench.data.dataset import Dataset
+from quantbench.measure.harness import (
+    TimingConfig,
+    measure_latency,
+    measure_throughput,
+    set_threads,
+)
 from quantbench.models import resolve
-from quantbench.train import TrainConfig, train_fp32
+from quantbench.quant.ao import backend as ao
+from quantbench.quant.base import CalibrationData
+from quantbench.quant.methods import registry as methods
+from quantbench.training.checkpoint import save_checkpoint
+from quantbench.training.train import TrainConfig, train_fp32
 
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "ptq_dynamic": {"kind": "ptq_dynamic"},
@@ -54,7 +60,7 @@ SWEEP_VARIANTS: dict[str, dict[str, Any]] = {
 def load_flows(n_flows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """(features, labels, feature names, description of the source)."""
     try:
-        from quantbench.synthetic import LABEL, SyntheticConfig, generate_flows
+        from quantbench.data.synthetic import LABEL, SyntheticConfig, generate_flows
     except ImportError:
         return (*gaussian_stand_in(n_flows or 24000, seed), "gaussian-mixture stand-in")
     cfg = SyntheticConfig(seed=seed) if n_flows is None else SyntheticConfig(n_flows, seed=seed)

@@ -39,7 +39,7 @@ from quantbench.report import stats  # noqa: E402
 
 CHILD = """
 import json, sys, time
-from quantbench.latency import run_timing
+from quantbench.measure.harness import run_timing
 args = json.loads(sys.argv[1])
 t0, c0 = time.perf_counter(), time.process_time()
 run_timing(**args)

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from quantbench import ao
-from quantbench.checkpoint import save_checkpoint
-from quantbench.loader import load_model
-from quantbench.methods.base import CalibrationData
 from quantbench.models import ModelSpec, resolve
+from quantbench.quant.ao import backend as ao
+from quantbench.quant.base import CalibrationData
+from quantbench.quant.loader import load_model
+from quantbench.training.checkpoint import save_checkpoint
 
 FEATURES = 30
 CLASSES = 3

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from quantbench.files import write_json
+from quantbench.core.files import write_json
 
 CLASSES = ["video", "voip", "web"]
 LAYERS = ["net.0", "net.3", "net.6"]

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench import ao, weightonly
-from quantbench.checkpoint import read_checkpoint
-from quantbench.kernels import INT4_OP
+from quantbench.machine.kernels import INT4_OP
+from quantbench.quant.ao import backend as ao
+from quantbench.quant.weightonly import build as weightonly
+from quantbench.training.checkpoint import read_checkpoint
 from tests.workflow_helpers import (
     TINY,
     append_comment,
@@ -202,13 +203,13 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("methods/rtn.py", method_jobs("rtn_w4")),
-        ("methods/gptq.py", method_jobs("gptq_w4")),
+        ("quant/methods/rtn.py", method_jobs("rtn_w4")),
+        ("quant/methods/gptq.py", method_jobs("gptq_w4")),
         ("report/stats.py", {"summarize": 1}),
-        ("evaluate.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
-        ("latency.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
+        ("measure/score.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
+        ("measure/harness.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
-            "kernels.py",  # also named by int4.py, which the weight-only kinds build with
+            "machine/kernels.py",  # also named by int4.py, which the weight-only kinds build with
             {
                 **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
                 **jobs("score", [MODEL], REPS, VARIANTS),
@@ -216,9 +217,9 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
                 "summarize": 1,
             },
         ),
-        ("engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
+        ("measure/engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("measure/probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("quant/weightonly/int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
     ],
 )
 def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module, expected):

@@ -48,7 +48,7 @@ def pin_engine(workdir: Path, engine: str | None = None) -> Path:
     differ between two runs on a shared machine, and with it the int8 checkpoints."""
     import yaml
 
-    from quantbench import ao
+    from quantbench.quant.ao import backend as ao
 
     path = workdir / TINY
     cfg = yaml.safe_load(path.read_text())

@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
-from quantbench.logs import run_step
+from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.probe import run_probe
+    from quantbench.measure.probe import run_probe
 
     run_probe(
         checkpoint_path=snakemake.input.get("fp32"),
