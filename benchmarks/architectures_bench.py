@@ -35,7 +35,7 @@ from quantbench.data.dataset import load_dataset
 from quantbench.data.preprocess import data_config_from_mapping, run_preprocess
 from quantbench.data.synthetic import SyntheticConfig, write_flows_csv
 from quantbench.measure.score import predict
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.loader import load_model
 from quantbench.quant.quantize import run_quantization
 from quantbench.training.train import run_training
@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(1)
-    engine = ao.select_engine("auto")
+    engine = backend.select_engine("auto")
     print(f"torch {torch.__version__}, engine {engine}, 1 thread, seed {args.seed}")
     specs = {a: {"arch": a} for a in args.archs}
     if args.custom:

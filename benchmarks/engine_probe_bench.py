@@ -32,7 +32,7 @@ T_TORCH = time.perf_counter()
 
 from quantbench.measure import engines  # noqa: E402
 from quantbench.models import build_model  # noqa: E402
-from quantbench.quant.ao import backend as ao  # noqa: E402
+from quantbench.quant.ao import backend  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [256, 256], "dropout": 0.0}, 29, 3).eval()
     rows = torch.randn(512, 29, generator=torch.Generator().manual_seed(1))
-    with ao.quiet():
+    with backend.quiet():
         record = engines.probe_engines(
             engines.static_builder(model, rows), rows, engines.ProbeConfig(objective=args.objective)
         )
@@ -70,7 +70,7 @@ def versus_fp32(model, rows, record, rounds: int) -> None:
     cfg = engines.ProbeConfig(**record["settings"])
     engine = record["engine"]
     torch.backends.quantized.engine = engine
-    with ao.quiet():
+    with backend.quiet():
         models = {"fp32": model, engine: engines.static_builder(model, rows)(engine)}
     x = rows.repeat(math.ceil(cfg.rows / rows.shape[0]), 1)[: cfg.rows].contiguous()
     medians: dict[str, list[float]] = {n: [] for n in models}

@@ -33,7 +33,7 @@ from torch import nn
 from quantbench.measure import engines
 from quantbench.measure.harness import time_passes
 from quantbench.models import build_model
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, dynamic
 
 
 def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:
@@ -43,7 +43,7 @@ def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:
 
 def dynamic_builder(model: nn.Module) -> Callable[[str], nn.Module]:
     """``build(engine)``: ``model`` quantized dynamically under the engine set by the caller."""
-    return lambda engine: ao.quantize_dynamic(model)  # a copy: ``model`` is not modified
+    return lambda engine: dynamic.quantize_dynamic(model)  # a copy: ``model`` is not modified
 
 
 @torch.inference_mode()
@@ -82,11 +82,11 @@ def main() -> None:
         "static": engines.static_builder(fp32, rows),
         "dynamic": dynamic_builder(fp32),
     }
-    for engine in ao.supported_engines():
+    for engine in backend.supported_engines():
         for kind, build in builders.items():
             torch.backends.quantized.engine = engine
             try:
-                with ao.quiet():
+                with backend.quiet():
                     model = build(engine)
             except Exception as exc:  # an engine this build offers but cannot run here
                 print(f"{engine} {kind}: not built ({type(exc).__name__})")

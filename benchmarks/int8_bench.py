@@ -36,7 +36,7 @@ from quantbench.measure.harness import (
     set_threads,
 )
 from quantbench.models import resolve
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.base import CalibrationData
 from quantbench.quant.methods import registry as methods
 from quantbench.training.checkpoint import save_checkpoint
@@ -120,7 +120,7 @@ def checkpoint_bytes(folder: Path, name: str, kind: str, params: dict, state: di
 
 
 def quantize_all(model: nn.Module, calib: CalibrationData, variants: dict) -> dict[str, Any]:
-    engine = ao.select_engine("auto")
+    engine = backend.select_engine("auto")
     results = {}
     for name, variant in variants.items():
         params = methods.make_params(variant["kind"], {**variant, "engine": engine})
@@ -189,7 +189,7 @@ def main() -> None:
     ds, source = make_dataset(args.n_flows, args.seed)
     print(f"data: {source}\n  rows train/val/test {len(ds.y_train)}/{len(ds.y_val)}/"
           f"{len(ds.y_test)}, {ds.n_features} features, {ds.n_classes} classes")  # fmt: skip
-    print(f"torch {torch.__version__}, engine {ao.select_engine('auto')}, 1 thread")
+    print(f"torch {torch.__version__}, engine {backend.select_engine('auto')}, 1 thread")
     model_cfg = resolve(
         {"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}, ds.n_features, ds.n_classes
     )

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from quantbench.machine.kernels import INT4_OP
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.weightonly import build as weightonly
 from quantbench.training.checkpoint import read_checkpoint
 from tests.workflow_helpers import (
@@ -521,14 +521,14 @@ def test_group_size_not_fitting_custom_code_stops_its_quantize_job_with_one_line
 def test_the_probe_measured_every_engine_and_the_int8_model_runs_its_pick(done):
     record = read(done, f"engine/{MODEL}.json")
     assert (record["requested"], record["probed"]) == ("auto", True)
-    assert set(record["engines"]) == set(ao.supported_engines())
+    assert set(record["engines"]) == set(backend.supported_engines())
     ok = [e for e, v in record["engines"].items() if v["status"] == "ok"]
     assert record["engine"] in ok and record["fastest"] in ok
     assert record["settings"]["objective"] == "throughput"
     assert record["settings"]["batch_size"] == 64  # evaluate.batch_size of the tiny config
     assert len(record["round_orders"]) == record["settings"]["rounds"]
     for rep in REPS:
-        with ao.quiet():
+        with backend.quiet():
             ckpt = read_checkpoint(done / "results" / "models" / MODEL / rep / "ptq_dynamic.pt")
         assert ckpt["engine"] == ckpt["params"]["engine"] == record["engine"]
         assert quality(done, rep, "ptq_dynamic")["engine"] == record["engine"]
@@ -564,7 +564,7 @@ def test_memory_and_cpu_facts_reach_the_metrics_and_the_summary(done):
 
 def test_changing_the_engine_setting_reruns_the_probe_and_the_int8_jobs(copy_of_done):
     edit_config(
-        copy_of_done, lambda c: c.update(quantization={"engine": ao.supported_engines()[0]})
+        copy_of_done, lambda c: c.update(quantization={"engine": backend.supported_engines()[0]})
     )
     assert planned_jobs(copy_of_done) == {**PROBE, **method_jobs("ptq_dynamic")}
 
@@ -585,8 +585,8 @@ INT4_METHODS = {
 
 def _named_engine() -> str:
     """An engine this torch offers other than the default pick, so that naming it shows."""
-    default = ao.select_engine("auto")
-    return next((e for e in ao.supported_engines() if e != default), default)
+    default = backend.select_engine("auto")
+    return next((e for e in backend.supported_engines() if e != default), default)
 
 
 @pytest.fixture(scope="module")
@@ -608,7 +608,7 @@ def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_do
     record = read(int4_done, f"engine/{MODEL}.json")
     assert (record["engine"], record["requested"], record["probed"]) == (engine, engine, False)
     assert record["engines"] == {}
-    with ao.quiet():
+    with backend.quiet():
         ckpt = read_checkpoint(int4_done / "results" / "models" / MODEL / "seed7" / "ptq_static.pt")
     assert ckpt["engine"] == engine
     assert quality(int4_done, "seed7", "ptq_static")["engine"] == engine
@@ -618,7 +618,7 @@ def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_do
 
 def test_weight_only_codes_on_the_int8_path_run_on_the_runs_engine(int4_done):
     engine = _named_engine()
-    with ao.quiet():
+    with backend.quiet():
         ckpt = read_checkpoint(
             int4_done / "results" / "models" / MODEL / "seed7" / "rtn_w8_int8.pt"
         )

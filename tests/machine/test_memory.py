@@ -10,7 +10,7 @@ from torch import nn
 
 from quantbench.machine import memory
 from quantbench.models import build_model
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, dynamic, fx, qconfigs
 from quantbench.quant.weightonly import int4
 from quantbench.quant.weightonly.grid import Grid, quantize_weight
 
@@ -20,7 +20,7 @@ def mlp() -> nn.Module:
 
 
 SHAPES = [(32, 12), (16, 32), (3, 16)]  # (out, in) of the Linear layers
-needs_ao = pytest.mark.skipif(not ao.available(), reason="torch.ao.quantization is gone")
+needs_ao = pytest.mark.skipif(not backend.available(), reason="torch.ao.quantization is gone")
 
 
 def test_fp32_model_is_its_parameters():
@@ -44,7 +44,7 @@ def test_tied_and_non_persistent_tensors():
 @needs_ao
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_dynamic_int8_counts_the_unpacked_weights(per_channel):
-    model = ao.quantize_dynamic(mlp().eval(), per_channel=per_channel)
+    model = dynamic.quantize_dynamic(mlp().eval(), per_channel=per_channel)
     qparams = (lambda o: 16 * o) if per_channel else (lambda o: 16)
     want = sum(o * i + qparams(o) + 4 * o for o, i in SHAPES)
     assert memory.resident_weight_bytes(model) == want
@@ -52,10 +52,10 @@ def test_dynamic_int8_counts_the_unpacked_weights(per_channel):
 
 @needs_ao
 def test_static_int8_adds_the_input_stub():
-    engine = ao.select_engine("auto")
-    prepared = ao.prepare_static(mlp().eval(), ao.static_qconfig(engine, "minmax", True), 12)
-    ao.observe(prepared, torch.randn(64, 12, generator=torch.Generator().manual_seed(0)))
-    model = ao.convert(prepared)
+    engine = backend.select_engine("auto")
+    prepared = fx.prepare_static(mlp().eval(), qconfigs.static_qconfig(engine, "minmax", True), 12)
+    fx.observe(prepared, torch.randn(64, 12, generator=torch.Generator().manual_seed(0)))
+    model = fx.convert(prepared)
     stub = 4 + 8  # the input quantizer's float32 scale and int64 zero point buffers
     want = sum(o * i + 16 * o + 4 * o for o, i in SHAPES) + stub
     assert memory.resident_weight_bytes(model) == want
@@ -76,7 +76,7 @@ def test_quantized_buffer_counts_codes_and_parameters():
 @needs_ao
 def test_packed_parameters_that_cannot_be_unpacked_stop_the_count():
     qweight = torch.quantize_per_tensor(torch.randn(4, 4), 0.1, 0, torch.qint8)
-    with ao.quiet():
+    with backend.quiet():
         packed = torch.ops.quantized.linear_prepack(qweight, None)
 
     class Opaque(nn.Module):

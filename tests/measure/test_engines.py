@@ -10,7 +10,7 @@ from torch import nn
 
 from quantbench.measure import engines
 from quantbench.models import build_model
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 
 ALL = ["x86", "fbgemm", "onednn", "qnnpack"]
 QUICK = engines.ProbeConfig(rounds=4, calls=5, warmup=2, batch_size=64)
@@ -48,8 +48,8 @@ def fake_machine(monkeypatch):
     current = {"engine": "x86"}
     monkeypatch.setattr(engines, "_use", lambda e: current.__setitem__("engine", e))
     monkeypatch.setattr(engines, "_current", lambda: current["engine"])
-    monkeypatch.setattr(ao, "supported_engines", lambda: list(ALL))
-    monkeypatch.setattr(ao, "select_engine", lambda requested="auto": _select(requested))
+    monkeypatch.setattr(backend, "supported_engines", lambda: list(ALL))
+    monkeypatch.setattr(backend, "select_engine", lambda requested="auto": _select(requested))
     return current
 
 
@@ -147,7 +147,7 @@ def test_explicit_engine_that_fails_stops():
 
 @pytest.mark.parametrize("requested", ["turbo", "neon"])
 def test_unknown_or_unsupported_engine_stops_before_any_build(requested, monkeypatch):
-    monkeypatch.setattr(ao, "supported_engines", lambda: ["x86"])
+    monkeypatch.setattr(backend, "supported_engines", lambda: ["x86"])
 
     def build(engine):
         raise AssertionError("built before the check")
@@ -196,7 +196,7 @@ def test_bad_settings_name_the_value(kw):
 # ---------------------------------------------------------------- the real engines
 
 
-@pytest.mark.skipif(not ao.available(), reason="torch.ao.quantization is gone")
+@pytest.mark.skipif(not backend.available(), reason="torch.ao.quantization is gone")
 def test_real_engines_on_a_small_static_model(monkeypatch):
     monkeypatch.undo()  # this torch's own engines, for real
     torch.manual_seed(0)
@@ -204,9 +204,9 @@ def test_real_engines_on_a_small_static_model(monkeypatch):
     rows = torch.randn(32, 6, generator=torch.Generator().manual_seed(1))
     cfg = engines.ProbeConfig(rounds=2, calls=3, warmup=1, batch_size=16)
     before = torch.backends.quantized.engine
-    with ao.quiet():
+    with backend.quiet():
         rec = engines.probe_engines(engines.static_builder(model, rows), rows, cfg)
-    assert set(rec["engines"]) == set(ao.supported_engines())
+    assert set(rec["engines"]) == set(backend.supported_engines())
     assert rec["engines"][rec["engine"]]["status"] == "ok"
     assert torch.backends.quantized.engine == before
     assert rec["cpu"]["architecture"] and rec["torch_version"] == str(torch.__version__)

@@ -11,7 +11,7 @@ import torch
 from quantbench.data.dataset import save_dataset
 from quantbench.measure import engines, probe
 from quantbench.models import resolve
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.loader import load_model
 from quantbench.quant.quantize import run_quantization
 from quantbench.training.checkpoint import read_checkpoint, save_checkpoint
@@ -57,8 +57,8 @@ def _patch_timer(monkeypatch, timer: TableTimer) -> None:
 
 def _not_default() -> str:
     """An engine this torch offers that is not the one ``auto`` would take by default."""
-    default = ao.select_engine("auto")
-    return next((e for e in ao.supported_engines() if e != default), default)
+    default = backend.select_engine("auto")
+    return next((e for e in backend.supported_engines() if e != default), default)
 
 
 def _probe(tmp_path: Path, requested: str) -> dict:
@@ -70,7 +70,7 @@ def _probe(tmp_path: Path, requested: str) -> dict:
 
 def test_auto_keeps_the_fastest_engine_of_the_table(tmp_path, monkeypatch):
     target = _not_default()
-    table = {e: (1e-4 if e == target else 2e-4) for e in ao.supported_engines()}
+    table = {e: (1e-4 if e == target else 2e-4) for e in backend.supported_engines()}
     timer = TableTimer(table)
     _patch_timer(monkeypatch, timer)
     record = _probe(tmp_path, "auto")
@@ -78,7 +78,7 @@ def test_auto_keeps_the_fastest_engine_of_the_table(tmp_path, monkeypatch):
     assert (record["model"], record["engine"], record["fastest"]) == ("mlp", target, target)
     assert record["settings"]["objective"] == "throughput"
     assert record["settings"]["batch_size"] == 64
-    assert set(record["engines"]) == set(ao.supported_engines())
+    assert set(record["engines"]) == set(backend.supported_engines())
     assert record["engines"][target]["time_vs_fastest"] == 1.0
 
 
@@ -93,7 +93,7 @@ def test_an_explicit_engine_wins_without_a_probe(tmp_path, monkeypatch):
 
 
 def test_an_engine_this_torch_lacks_stops_with_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(ao, "supported_engines", lambda: ["x86"])
+    monkeypatch.setattr(backend, "supported_engines", lambda: ["x86"])
     with pytest.raises(
         ValueError, match="not supported by this torch build; choose auto or one of x86"
     ):
@@ -103,7 +103,7 @@ def test_an_engine_this_torch_lacks_stops_with_one_line(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kind", ["ptq_dynamic", "ptq_static"])
 def test_the_checkpoint_records_the_probed_engine_and_loads_with_it(tmp_path, monkeypatch, kind):
     engine = _not_default()
-    table = {e: (1e-4 if e == engine else 3e-4) for e in ao.supported_engines()}
+    table = {e: (1e-4 if e == engine else 3e-4) for e in backend.supported_engines()}
     _patch_timer(monkeypatch, TableTimer(table))
     record = _probe(tmp_path, "auto")
     assert record["engine"] == engine
@@ -116,11 +116,11 @@ def test_the_checkpoint_records_the_probed_engine_and_loads_with_it(tmp_path, mo
         device="cpu", threads=1, checkpoint_out=str(ckpt), info_out=str(info),
         engine_path=str(tmp_path / "engine" / "mlp.json"),
     )  # fmt: skip
-    with ao.quiet():
+    with backend.quiet():
         stored = read_checkpoint(ckpt)
     assert stored["engine"] == engine and stored["params"]["engine"] == engine
     assert json.loads(info.read_text())["engine"] == engine
-    torch.backends.quantized.engine = ao.select_engine("auto")  # another engine is current
+    torch.backends.quantized.engine = backend.select_engine("auto")  # another engine is current
     previous = str(torch.backends.quantized.engine)
     try:
         loaded = load_model(ckpt)
@@ -132,7 +132,7 @@ def test_the_checkpoint_records_the_probed_engine_and_loads_with_it(tmp_path, mo
 
 
 def test_a_record_made_for_another_request_is_refused(tmp_path, monkeypatch):
-    _patch_timer(monkeypatch, TableTimer(dict.fromkeys(ao.supported_engines(), 1e-4)))
+    _patch_timer(monkeypatch, TableTimer(dict.fromkeys(backend.supported_engines(), 1e-4)))
     _probe(tmp_path, "auto")
     with pytest.raises(ValueError, match=r"engine record for quantization\.engine 'auto'"):
         run_quantization(

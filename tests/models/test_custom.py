@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from quantbench.models import build_model, resolve
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import fx
 from quantbench.quant.loader import load_model
 from quantbench.quant.methods import registry as methods
 from quantbench.training.checkpoint import CheckpointError, save_checkpoint
@@ -130,7 +130,7 @@ def test_untraceable_model_names_the_reason_and_the_kinds_that_work(tmp_path):
     model = build_model(spec(write(tmp_path, UNTRACEABLE)), 30, 3).eval()
     calib = toy().calib
     for kind in ("ptq_static", "qat"):
-        with pytest.raises(ao.UntraceableModel, match=rf"{kind} needs a model torch.fx can trace.*"
+        with pytest.raises(fx.UntraceableModel, match=rf"{kind} needs a model torch.fx can trace.*"
                            r"ptq_dynamic, rtn and gptq .* still work") as err:  # fmt: skip
             methods.get_kind(kind).quantize(model, calib, methods.make_params(kind, {}))
         assert "\n" not in str(err.value)

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, qconfigs
 from quantbench.quant.methods import ptq_dynamic, ptq_static
 from tests._toy import toy
 
@@ -32,60 +32,60 @@ def _restore_engine():
     ],
 )
 def test_auto_engine_follows_the_machine(monkeypatch, machine, supported, expected):
-    monkeypatch.setattr(ao.platform, "machine", lambda: machine)
-    monkeypatch.setattr(ao, "supported_engines", lambda: supported)
-    assert ao.select_engine("auto") == expected
-    assert ao.select_engine() == expected
+    monkeypatch.setattr(backend.platform, "machine", lambda: machine)
+    monkeypatch.setattr(backend, "supported_engines", lambda: supported)
+    assert backend.select_engine("auto") == expected
+    assert backend.select_engine() == expected
 
 
 def test_auto_engine_without_any_engine_says_what_exists(monkeypatch):
-    monkeypatch.setattr(ao.platform, "machine", lambda: "aarch64")
-    monkeypatch.setattr(ao, "supported_engines", lambda: ["fbgemm"])
+    monkeypatch.setattr(backend.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(backend, "supported_engines", lambda: ["fbgemm"])
     with pytest.raises(ValueError, match="supports fbgemm"):
-        ao.select_engine("auto")
+        backend.select_engine("auto")
 
 
 def test_explicit_engine_must_be_supported(monkeypatch):
-    monkeypatch.setattr(ao, "supported_engines", lambda: ["qnnpack", "x86"])
-    assert ao.select_engine("qnnpack") == "qnnpack"
+    monkeypatch.setattr(backend, "supported_engines", lambda: ["qnnpack", "x86"])
+    assert backend.select_engine("qnnpack") == "qnnpack"
     with pytest.raises(ValueError, match=r"'fbgemm'.*qnnpack, x86"):
-        ao.select_engine("fbgemm")
+        backend.select_engine("fbgemm")
 
 
 def test_use_engine_sets_the_global_engine():
-    engine = ao.select_engine("auto")
-    assert ao.use_engine("auto") == engine
+    engine = backend.select_engine("auto")
+    assert backend.use_engine("auto") == engine
     assert torch.backends.quantized.engine == engine
-    assert ao.use_engine("qnnpack") == "qnnpack"
+    assert backend.use_engine("qnnpack") == "qnnpack"
     assert torch.backends.quantized.engine == "qnnpack"
 
 
 def test_engine_and_observer_names_are_checked():
-    ao.check_engine_name("auto")
+    backend.check_engine_name("auto")
     with pytest.raises(ValueError, match=r"auto, x86, fbgemm, qnnpack, onednn.*'tpu'"):
-        ao.check_engine_name("tpu")
+        backend.check_engine_name("tpu")
     with pytest.raises(ValueError, match=r"minmax, moving_average, histogram.*'kl'"):
-        ao.check_observer("kl")
+        qconfigs.check_observer("kl")
 
 
 def test_activation_range_is_7_bit_on_x86_engines():
-    assert ao.activation_range("x86") == (0, 127)
-    assert ao.activation_range("fbgemm") == (0, 127)
-    assert ao.activation_range("qnnpack") == (0, 255)
+    assert backend.activation_range("x86") == (0, 127)
+    assert backend.activation_range("fbgemm") == (0, 127)
+    assert backend.activation_range("qnnpack") == (0, 255)
 
 
 def test_missing_torch_ao_gives_a_clear_error(monkeypatch):
-    ao._tq.cache_clear()
-    monkeypatch.setattr(ao, "available", lambda: False)
+    backend.torch_ao.cache_clear()
+    monkeypatch.setattr(backend, "available", lambda: False)
     try:
         with pytest.raises(
             RuntimeError, match=rf"torch {re.escape(torch.__version__)} .*<2\.16.*config"
         ):
-            ao.static_qconfig("x86", "minmax", True)
+            qconfigs.static_qconfig("x86", "minmax", True)
     finally:
         monkeypatch.undo()
-        ao._tq.cache_clear()
-    assert ao.available()
+        backend.torch_ao.cache_clear()
+    assert backend.available()
 
 
 KNOWN = [
@@ -96,11 +96,11 @@ KNOWN = [
 
 
 def test_quiet_swallows_known_warnings_and_logs_once(monkeypatch, caplog):
-    monkeypatch.setattr(ao, "_announced", False)
+    monkeypatch.setattr(backend, "_announced", False)
     with caplog.at_level(logging.WARNING, logger="quantbench"), warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(2):
-            with ao.quiet():
+            with backend.quiet():
                 for text, category in KNOWN:
                     warnings.warn(text, category, stacklevel=1)
     lines = [r.getMessage() for r in caplog.records]
@@ -109,7 +109,7 @@ def test_quiet_swallows_known_warnings_and_logs_once(monkeypatch, caplog):
 
 
 def test_quiet_passes_unknown_warnings_through():
-    with pytest.warns(RuntimeWarning, match="something else"), ao.quiet():
+    with pytest.warns(RuntimeWarning, match="something else"), backend.quiet():
         warnings.warn("something else", RuntimeWarning, stacklevel=1)
 
 
@@ -123,9 +123,9 @@ def test_int8_kinds_leak_no_warnings():
 
 def test_typed_storage_alone_is_silent_without_announcing(monkeypatch, caplog):
     """Older torch warns about TypedStorage too; that alone is no torch.ao deprecation."""
-    monkeypatch.setattr(ao, "_announced", False)
+    monkeypatch.setattr(backend, "_announced", False)
     with caplog.at_level(logging.WARNING, logger="quantbench"), warnings.catch_warnings():
         warnings.simplefilter("error")
-        with ao.quiet():
+        with backend.quiet():
             warnings.warn(KNOWN[1][0], UserWarning, stacklevel=1)
     assert not caplog.records

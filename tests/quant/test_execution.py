@@ -9,6 +9,7 @@ from quantbench.core import config
 from quantbench.machine.kernels import INT4_OP, kernels_that_ran
 from quantbench.machine.memory import resident_weight_bytes
 from quantbench.models import resolve
+from quantbench.quant.ao import backend, dynamic
 from quantbench.quant.base import CalibrationData
 from quantbench.quant.methods import gptq, rtn
 from quantbench.quant.weightonly import build as weightonly
@@ -88,12 +89,10 @@ def test_auto_is_todays_default():
 
 def _per_channel_engines() -> list[str]:
     """Engines of this torch with a dynamic Linear for symmetric per-channel weights."""
-    from quantbench.quant.ao import backend as ao
-
     engines = []
-    for engine in ao.supported_engines():
+    for engine in backend.supported_engines():
         torch.backends.quantized.engine = engine
-        if ao.per_channel_dynamic_supported(engine):
+        if dynamic.per_channel_dynamic_supported(engine):
             engines.append(engine)
     return engines
 
@@ -124,28 +123,24 @@ def test_the_int8_path_runs_on_the_engine_its_parameters_name(tmp_path, engine):
 def test_codes_the_named_engine_cannot_hold_run_on_the_default_engine(monkeypatch, caplog):
     # onednn takes only symmetric per-channel weights: asymmetric codes then run on the first
     # engine of the default order that takes them, and the log says so
-    from quantbench.quant.ao import backend as ao
-
     engines = _per_channel_engines()
-    named = next(e for e in engines if e != ao.select_engine("auto"))
-    real = ao.per_channel_dynamic_supported
+    named = next(e for e in engines if e != backend.select_engine("auto"))
+    real = dynamic.per_channel_dynamic_supported
     monkeypatch.setattr(
-        ao, "per_channel_dynamic_supported",
+        dynamic, "per_channel_dynamic_supported",
         lambda engine, asymmetric=False: real(engine) and not (asymmetric and engine == named),
     )  # fmt: skip
     model, calib = _setup()
     with caplog.at_level("INFO", logger="quantbench.weightonly"):
         q = rtn.quantize(model, calib, rtn.Params(group_size=-1, engine=named))
-    assert q.info["engine"] == ao.select_engine("auto") == torch.backends.quantized.engine
+    assert q.info["engine"] == backend.select_engine("auto") == torch.backends.quantized.engine
     assert f"int8 engine {named} has no dynamic Linear for asymmetric" in caplog.text
     sym = rtn.quantize(model, calib, rtn.Params(group_size=-1, symmetric=True, engine=named))
     assert sym.info["engine"] == named
 
 
 def test_no_engine_for_the_int8_path_stops_it_in_one_line(monkeypatch):
-    from quantbench.quant.ao import backend as ao
-
-    monkeypatch.setattr(ao, "per_channel_dynamic_supported", lambda e, asymmetric=False: False)
+    monkeypatch.setattr(dynamic, "per_channel_dynamic_supported", lambda e, asymmetric=False: False)
     model, calib = _setup()
     with pytest.raises(ValueError, match="has a dynamic Linear for asymmetric per-") as err:
         rtn.quantize(model, calib, rtn.Params(group_size=-1, engine="x86"))

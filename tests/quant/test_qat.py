@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import fx
 from quantbench.quant.methods import qat
 from quantbench.quant.methods.registry import make_params
 from tests._toy import (
@@ -61,7 +61,7 @@ def test_starts_from_the_given_fp32_weights():
         layer = start.get_submodule(f"layers.{name}")
         assert torch.equal(layer.weight, fp32[f"layers.{name}.weight"])
         assert torch.equal(layer.bias, fp32[f"layers.{name}.bias"])
-    ao.set_observers(start, False)  # else predicting would move its ranges to the test rows
+    fx.set_observers(start, False)  # else predicting would move its ranges to the test rows
     fp32_acc = (predict(t.model, t.x_test) == t.y_test).float().mean().item()
     start_acc = (predict(start, t.x_test) == t.y_test).float().mean().item()
     assert abs(start_acc - fp32_acc) <= 0.02
@@ -70,7 +70,7 @@ def test_starts_from_the_given_fp32_weights():
 def test_converted_agrees_with_fake_quantized():
     t = toy()
     fake_quant, _, _ = qat.fine_tune(t.model, t.calib, PARAMS)
-    converted = ao.convert(fake_quant)
+    converted = fx.convert(fake_quant)
     assert agreement(predict(converted, t.x_test), predict(fake_quant, t.x_test)) >= 0.99
 
 
@@ -100,7 +100,7 @@ def test_early_stopping_keeps_the_best_state():
     params = dataclasses.replace(PARAMS, lr=1.0, epochs=5, patience=2)
     fake_quant, history, summary = qat.fine_tune(t.model, t.calib, params)
     start = qat.start_model(t.model, t.calib, params)
-    ao.set_observers(start, False)  # else predicting would move its ranges to the test rows
+    fx.set_observers(start, False)  # else predicting would move its ranges to the test rows
     assert summary["best_epoch"] == 0 and len(history) == 2
     kept, expected = fake_quant.state_dict(), start.state_dict()
     assert kept.keys() == expected.keys()

@@ -16,7 +16,7 @@ Which int8 engine (``x86``, ``fbgemm``, ``onednn``, ``qnnpack``) is fastest depe
 3. objective ``throughput`` (the default): ``batch_size`` rows per call; ``latency``: one row;
 4. the pick: the engine with the lowest median round time. Engines whose per-round time ratio
    to it has a median within ``tie_margin`` are tied with it, and a tie goes to the first of
-   them in the default order (``ao.select_engine("auto")`` first, then ``ao.ENGINES``), so
+   them in the default order (``backend.select_engine("auto")`` first, then ``backend.ENGINES``), so
    equal engines (``x86`` and ``fbgemm`` run the same Linear kernels on many CPUs) do not
    alternate from run to run. An explicit engine wins over the measurement, which is still
    recorded.
@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from quantbench.machine.cpu import cpu_facts
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, fx, qconfigs
 
 OBJECTIVES = ("throughput", "latency")
 RECORD_FORMAT = "quantbench-engine"
@@ -117,10 +117,10 @@ def _first_line(exc: BaseException) -> str:
 def default_order(engines: Sequence[str]) -> list[str]:
     """``engines`` in tie-break order: this machine's ``auto`` engine first, then ``ENGINES``."""
     try:
-        first = [ao.select_engine("auto")]
+        first = [backend.select_engine("auto")]
     except ValueError:
         first = []
-    order = first + [e for e in ao.ENGINES if e not in first]
+    order = first + [e for e in backend.ENGINES if e not in first]
     return [e for e in order if e in engines] + [e for e in engines if e not in order]
 
 
@@ -231,11 +231,11 @@ def probe_engines(
     requested engine did not.
     """
     cfg = cfg or ProbeConfig()
-    ao.check_engine_name(requested)
+    backend.check_engine_name(requested)
     if requested != "auto":
-        ao.select_engine(requested)
+        backend.select_engine(requested)
     t0 = time.perf_counter()
-    candidates = list(engines) if engines is not None else ao.supported_engines()
+    candidates = list(engines) if engines is not None else backend.supported_engines()
     reps = math.ceil(cfg.rows / x.shape[0])
     batch = x.repeat(reps, *([1] * (x.dim() - 1)))[: cfg.rows].contiguous()
     previous, previous_threads = _current(), torch.get_num_threads()
@@ -296,9 +296,9 @@ def static_builder(model: nn.Module, rows: torch.Tensor, per_channel: bool = Tru
     """
 
     def build(engine: str) -> nn.Module:
-        qconfig = ao.static_qconfig(engine, "minmax", per_channel)
-        prepared = ao.prepare_static(model, qconfig, int(rows.shape[1]))
-        ao.observe(prepared, rows)
-        return ao.convert(prepared)
+        qconfig = qconfigs.static_qconfig(engine, "minmax", per_channel)
+        prepared = fx.prepare_static(model, qconfig, int(rows.shape[1]))
+        fx.observe(prepared, rows)
+        return fx.convert(prepared)
 
     return build

@@ -31,7 +31,7 @@ from quantbench.core.files import write_json
 from quantbench.data.dataset import load_dataset
 from quantbench.machine.cpu import cpu_facts, describe
 from quantbench.measure import engines
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.loader import load_model
 from quantbench.training.checkpoint import check_matches
 
@@ -42,7 +42,7 @@ CALIBRATION_ROWS = 512  # training rows that set the probe models' ranges (speed
 
 def explicit_record(requested: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The record of a run that names its engine: no probe ran (ValueError if not offered)."""
-    engine = ao.select_engine(requested)
+    engine = backend.select_engine(requested)
     return {
         "format": engines.RECORD_FORMAT,
         "version": engines.RECORD_VERSION,
@@ -52,7 +52,7 @@ def explicit_record(requested: str, settings: dict[str, Any]) -> dict[str, Any]:
         "probed": False,
         "fastest": None,
         "tied": [],
-        "default": engines.default_order(ao.supported_engines())[0],
+        "default": engines.default_order(backend.supported_engines())[0],
         "settings": settings,
         "engines": {},
         "round_orders": [],
@@ -72,7 +72,7 @@ def probe_record(
     ds = load_dataset(dataset_path)
     check_matches(loaded.meta, list(ds.feature_names), list(ds.class_names), checkpoint_path)
     rows = torch.from_numpy(ds.x_train[:CALIBRATION_ROWS]).contiguous()
-    with ao.quiet():
+    with backend.quiet():
         record = engines.probe_engines(engines.static_builder(loaded.module, rows), rows, cfg)
     return {**record, "probed": True}
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from quantbench.models import ModelSpec
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.weightonly import build as weightonly
 from quantbench.quant.weightonly.grid import Grid, QuantizedWeight, dequantize, fit, group_count
@@ -72,7 +72,7 @@ class Params:
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
         weightonly.check_execution(self.execution, self.bits, self.group_size)
-        ao.check_engine_name(self.engine)
+        backend.check_engine_name(self.engine)
         weightonly.check_bool("act_order", self.act_order)
         weightonly.check_bool("static_groups", self.static_groups)
         pd = self.percdamp

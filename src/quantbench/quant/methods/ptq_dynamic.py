@@ -24,7 +24,7 @@ from torch import nn
 
 from quantbench.models import ModelSpec
 from quantbench.quant import coverage
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, dynamic
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.coverage import Decision, Layer
 
@@ -41,13 +41,13 @@ class Params:
     def __post_init__(self) -> None:
         if not isinstance(self.per_channel, bool):
             raise ValueError(f"per_channel must be true or false, got {self.per_channel!r}")
-        ao.check_engine_name(self.engine)
+        backend.check_engine_name(self.engine)
 
 
 def _quantize_module(model: nn.Module, params: Params) -> tuple[nn.Module, bool]:
     engine = torch.backends.quantized.engine
-    per_channel = params.per_channel and ao.per_channel_dynamic_supported(engine)
-    return ao.quantize_dynamic(model, per_channel=per_channel), per_channel
+    per_channel = params.per_channel and dynamic.per_channel_dynamic_supported(engine)
+    return dynamic.quantize_dynamic(model, per_channel=per_channel), per_channel
 
 
 def fp32_reason(module: nn.Module) -> str:
@@ -80,7 +80,7 @@ def decide(converted: nn.Module):
 
     def verdict(layer: Layer, fp32_module: nn.Module) -> Decision:
         q = converted.get_submodule(layer.name)
-        if ao.is_quantized_module(q, dynamic=True):
+        if backend.is_quantized_module(q, dynamic=True):
             return Decision(True, f"int8 weights, {_kernel(fp32_module)}", int8_kernel=True)
         return Decision(False, fp32_reason(fp32_module))
 
@@ -90,7 +90,7 @@ def decide(converted: nn.Module):
 def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> QuantizedModel:
     """Dynamic int8 copy of ``fp32_model``; ``calib`` is not needed (ranges are per batch)."""
     t0 = time.perf_counter()
-    engine = ao.use_engine(params.engine)
+    engine = backend.use_engine(params.engine)
     fp32_model = fp32_model.cpu().eval()
     module, per_channel = _quantize_module(fp32_model, params)
     x = coverage.probe(int(calib.x_train.shape[1]))
@@ -98,15 +98,15 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "bits": 8,
         "engine": engine,
         "execution": EXECUTION,
-        "weight_qscheme": ao.weight_qscheme(per_channel),
+        "weight_qscheme": backend.weight_qscheme(per_channel),
         "coverage": coverage.report(fp32_model, x, decide(module)),
         "quantize_seconds": time.perf_counter() - t0,
     }
-    return QuantizedModel(module=module.eval(), state=ao.dynamic_state(module), info=info)
+    return QuantizedModel(module=module.eval(), state=dynamic.dynamic_state(module), info=info)
 
 
 def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable dynamic int8 module from checkpoint ``state``."""
-    ao.use_engine(params.engine)
+    backend.use_engine(params.engine)
     module, _ = _quantize_module(spec.build().eval(), params)
-    return ao.load_dynamic_state(module, state)
+    return dynamic.load_dynamic_state(module, state)

@@ -19,7 +19,7 @@ from torch import nn
 
 from quantbench.models import ModelSpec
 from quantbench.quant import coverage
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, fx, qconfigs
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.coverage import Decision, Layer
 
@@ -46,10 +46,10 @@ class Params:
         n = self.calibration_samples
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"calibration_samples must be an integer >= 1, got {n!r}")
-        ao.check_observer(self.observer)
+        qconfigs.check_observer(self.observer)
         if not isinstance(self.per_channel, bool):
             raise ValueError(f"per_channel must be true or false, got {self.per_channel!r}")
-        ao.check_engine_name(self.engine)
+        backend.check_engine_name(self.engine)
 
 
 def execution(converted: nn.Module) -> str:
@@ -74,13 +74,13 @@ def decide(converted: nn.Module, kept_fp32: set[str]):
             q = converted.get_submodule(layer.name)
         except AttributeError:  # fused away: batch norm folded into the convolution before it
             return Decision(True, "folded into the preceding layer's int8 weights", True)
-        if ao.is_quantized_module(q, dynamic=False):
+        if backend.is_quantized_module(q, dynamic=False):
             name = q._get_name()
             if name in _KERNELS:
                 return Decision(True, f"int8 weights and activations, {_KERNELS[name]}", True)
             return Decision(False, f"runs on int8 activations ({name}); its parameters stay FP32")
         if layer.name in kept_fp32:
-            return Decision(False, ao.FP32_ELEMENTWISE)
+            return Decision(False, fx.FP32_ELEMENTWISE)
         if layer.order < 0:
             return Decision(False, "never runs in the forward pass")
         return Decision(False, f"{layer.type}: the static int8 backend has no kernel for it")
@@ -89,20 +89,20 @@ def decide(converted: nn.Module, kept_fp32: set[str]):
 
 
 def static_coverage(fp32_model: nn.Module, converted: nn.Module, n_features: int) -> dict:
-    kept = set(ao.fp32_modules(fp32_model))
+    kept = set(fx.fp32_modules(fp32_model))
     return coverage.report(fp32_model, coverage.probe(n_features), decide(converted, kept))
 
 
 def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> QuantizedModel:
     """Calibrate on training rows, then convert to int8 kernels."""
     t0 = time.perf_counter()
-    engine = ao.use_engine(params.engine)
-    qconfig = ao.static_qconfig(engine, params.observer, params.per_channel)
+    engine = backend.use_engine(params.engine)
+    qconfig = qconfigs.static_qconfig(engine, params.observer, params.per_channel)
     n_features = int(calib.x_train.shape[1])
-    prepared = ao.prepare_static(fp32_model.cpu().eval(), qconfig, n_features)
+    prepared = fx.prepare_static(fp32_model.cpu().eval(), qconfig, n_features)
     rows = calib.calibration_rows(params.calibration_samples).cpu()
-    ao.observe(prepared, rows)
-    module = ao.convert(prepared)
+    fx.observe(prepared, rows)
+    module = fx.convert(prepared)
     info: dict[str, Any] = {
         "bits": 8,
         "engine": engine,
@@ -110,8 +110,8 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "calibration_rows": int(rows.shape[0]),
         "calibration_split": "train",
         "observer": params.observer,
-        "weight_qscheme": ao.weight_qscheme(params.per_channel),
-        "activation_range": list(ao.activation_range(engine)),
+        "weight_qscheme": backend.weight_qscheme(params.per_channel),
+        "activation_range": list(backend.activation_range(engine)),
         "coverage": static_coverage(fp32_model, module, n_features),
         "quantize_seconds": time.perf_counter() - t0,
     }
@@ -120,7 +120,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
 
 def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable int8 module from checkpoint ``state`` (same trace/prepare/convert, no data)."""
-    engine = ao.use_engine(params.engine)
-    qconfig = ao.static_qconfig(engine, params.observer, params.per_channel)
-    module = ao.convert(ao.prepare_static(spec.build().eval(), qconfig, spec.n_features))
-    return ao.load_state(module, state)
+    engine = backend.use_engine(params.engine)
+    qconfig = qconfigs.static_qconfig(engine, params.observer, params.per_channel)
+    module = fx.convert(fx.prepare_static(spec.build().eval(), qconfig, spec.n_features))
+    return fx.load_state(module, state)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from quantbench.models import ModelSpec
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, fx, qconfigs
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.methods import ptq_static
 
@@ -62,18 +62,18 @@ class Params:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not float(self.weight_decay) >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        ao.check_observer(self.observer)
+        qconfigs.check_observer(self.observer)
         if not isinstance(self.per_channel, bool):
             raise ValueError(f"per_channel must be true or false, got {self.per_channel!r}")
-        ao.check_engine_name(self.engine)
+        backend.check_engine_name(self.engine)
 
 
 def start_model(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> nn.Module:
     """The fake-quantized model before any fine-tuning: FP32 weights, ranges from training rows."""
-    engine = ao.use_engine(params.engine)
-    qconfig = ao.qat_qconfig(engine, params.observer, params.per_channel)
-    model = ao.prepare_qat(fp32_model.cpu(), qconfig, int(calib.x_train.shape[1]))
-    ao.observe(model, calib.calibration_rows(params.calibration_samples).cpu())
+    engine = backend.use_engine(params.engine)
+    qconfig = qconfigs.qat_qconfig(engine, params.observer, params.per_channel)
+    model = fx.prepare_qat(fp32_model.cpu(), qconfig, int(calib.x_train.shape[1]))
+    fx.observe(model, calib.calibration_rows(params.calibration_samples).cpu())
     return model
 
 
@@ -99,8 +99,8 @@ def _train_epoch(
 def _validate(model: nn.Module, calib: CalibrationData) -> tuple[float, float]:
     """(loss, accuracy) of the fake-quantized model on validation rows, observers paused."""
     model.eval()
-    ao.set_observers(model, False)
-    with ao.quiet():
+    fx.set_observers(model, False)
+    with backend.quiet():
         logits = model(calib.x_val.cpu())
     y = calib.y_val.cpu()
     loss = nn.functional.cross_entropy(logits, y).item()
@@ -112,9 +112,9 @@ def _set_phase(model: nn.Module, epoch: int, params: Params) -> tuple[bool, bool
     observers_frozen = epoch > params.freeze_observers_epoch
     bn_frozen = epoch > params.freeze_bn_epoch
     model.train()
-    ao.set_observers(model, not observers_frozen)
+    fx.set_observers(model, not observers_frozen)
     if bn_frozen:
-        ao.freeze_batch_stats(model)
+        fx.freeze_batch_stats(model)
     return observers_frozen, bn_frozen
 
 
@@ -136,7 +136,7 @@ def fine_tune(
     best_loss, best_state, stale, history = val_loss, copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, params.epochs + 1):
         observers_frozen, bn_frozen = _set_phase(model, epoch, params)
-        with ao.quiet():
+        with backend.quiet():
             train_loss = _train_epoch(model, calib, params, opt, gen)
         val_loss, val_acc = _validate(model, calib)
         history.append(
@@ -165,7 +165,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
     t0 = time.perf_counter()
     fake_quant, history, summary = fine_tune(fp32_model, calib, params)
     tuned = time.perf_counter() - t0
-    module = ao.convert(fake_quant)
+    module = fx.convert(fake_quant)
     info: dict[str, Any] = {
         "bits": 8,
         "engine": str(torch.backends.quantized.engine),
@@ -177,7 +177,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "calibration_rows": min(params.calibration_samples, int(calib.x_train.shape[0])),
         "calibration_split": "train",
         "observer": params.observer,
-        "weight_qscheme": ao.weight_qscheme(params.per_channel),
+        "weight_qscheme": backend.weight_qscheme(params.per_channel),
         "fine_tune_seconds": tuned,
         "coverage": ptq_static.static_coverage(fp32_model, module, int(calib.x_train.shape[1])),
         "quantize_seconds": time.perf_counter() - t0,
@@ -187,7 +187,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
 
 def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable int8 module from checkpoint ``state`` (same trace/prepare/convert, no data)."""
-    engine = ao.use_engine(params.engine)
-    qconfig = ao.qat_qconfig(engine, params.observer, params.per_channel)
-    module = ao.convert(ao.prepare_qat(spec.build(), qconfig, spec.n_features))
-    return ao.load_state(module, state)
+    engine = backend.use_engine(params.engine)
+    qconfig = qconfigs.qat_qconfig(engine, params.observer, params.per_channel)
+    module = fx.convert(fx.prepare_qat(spec.build(), qconfig, spec.n_features))
+    return fx.load_state(module, state)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from quantbench.models import ModelSpec
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.weightonly import build as weightonly
 from quantbench.quant.weightonly.grid import Grid, quantize_weight
@@ -40,7 +40,7 @@ class Params:
     def __post_init__(self) -> None:
         weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
         weightonly.check_execution(self.execution, self.bits, self.group_size)
-        ao.check_engine_name(self.engine)
+        backend.check_engine_name(self.engine)
 
     @property
     def grid(self) -> Grid:

@@ -66,7 +66,7 @@ from torch import nn
 
 from quantbench.core.config import resolved_execution
 from quantbench.quant import coverage
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend, dynamic
 from quantbench.quant.base import QuantizedModel
 from quantbench.quant.coverage import Decision, Layer
 from quantbench.quant.weightonly import int4
@@ -405,7 +405,7 @@ def pack_state(
         "layers": {n: pack_layer(qw, bias, shape) for n, (qw, bias, shape) in layers.items()},
     }
     packed = _packed_keys(layers)
-    rest = ao.without_keys(fp32_model.state_dict(), lambda k: k in packed)
+    rest = backend.without_keys(fp32_model.state_dict(), lambda k: k in packed)
     if rest:
         state["fp32"] = rest
     return state
@@ -436,14 +436,12 @@ def int8_dynamic_linear(qw: QuantizedWeight, bias: torch.Tensor) -> nn.Module:
     ``q - 2**(bits-1)`` and its zero point ``zero - 2**(bits-1)``, so
     ``scale * (int8 - zero_point) == scale * (q - zero)`` bit for bit.
     """
-    from quantbench.quant.ao import backend as ao
-
     if qw.scales.shape[1] != 1:
         raise ValueError("int8 kernels need per-channel codes (one group per row)")
     offset = 1 << (qw.grid.bits - 1)
     scales = qw.scales[:, 0].double()
     zero_points = qw.zeros[:, 0].long() - offset
-    layer, int8 = ao.per_channel_dynamic_linear(qw.dequantize(), scales, zero_points, bias)
+    layer, int8 = dynamic.per_channel_dynamic_linear(qw.dequantize(), scales, zero_points, bias)
     if not torch.equal(int8.long(), qw.codes.long() - offset):
         raise RuntimeError("int8 weight does not reproduce the quantized codes exactly")
     return layer
@@ -481,11 +479,11 @@ def use_int8_engine(
     """
     if resolved_execution(execution, group_size) != "int8":
         return None
-    wanted = ao.select_engine(engine)
-    order = [wanted, ao.select_engine("auto"), *ao.supported_engines()]
+    wanted = backend.select_engine(engine)
+    order = [wanted, backend.select_engine("auto"), *backend.supported_engines()]
     for name in dict.fromkeys(order):
         torch.backends.quantized.engine = name
-        if ao.per_channel_dynamic_supported(name, asymmetric=not symmetric):
+        if dynamic.per_channel_dynamic_supported(name, asymmetric=not symmetric):
             if name != wanted:
                 log.info(
                     "int8 engine %s has no dynamic Linear for %s per-channel weights; the "
