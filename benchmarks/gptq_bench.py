@@ -32,7 +32,7 @@ from quantbench.models import ModelSpec, resolve
 from quantbench.quant.base import CalibrationData, QuantizedModel
 from quantbench.quant.loader import load_model
 from quantbench.quant.methods import registry as methods
-from quantbench.quant.weightonly import build as weightonly
+from quantbench.quant.weightonly.layers import matrix_layers
 from quantbench.training.checkpoint import save_checkpoint
 
 BITS = (8, 4, 3, 2)
@@ -173,9 +173,7 @@ def main() -> None:
 
 
 def report(setup: Setup, args: argparse.Namespace) -> None:
-    names = [
-        n for n, _ in weightonly.matrix_layers(setup.model, torch.zeros(1, setup.spec.n_features))
-    ]
+    names = [n for n, _ in matrix_layers(setup.model, torch.zeros(1, setup.spec.n_features))]
     columns = " ".join(f"{n.removeprefix('layers.'):>10}" for n in names)
     head = f"{'bits':>4} {'method':<6} {'seconds':>8} " + columns
     print("\nheld-out output error per layer (‖WX − ŴX‖²/n)\n" + head + f" {'size':>7}")

@@ -12,7 +12,7 @@ import yaml
 
 from quantbench.machine.kernels import INT4_OP
 from quantbench.quant.ao import backend
-from quantbench.quant.weightonly import build as weightonly
+from quantbench.quant.weightonly.params import EXEC_INT4
 from quantbench.training.checkpoint import read_checkpoint
 from tests.workflow_helpers import (
     TINY,
@@ -632,7 +632,7 @@ def test_weight_only_codes_on_the_int8_path_run_on_the_runs_engine(int4_done):
 def test_int4_methods_are_scored_and_timed_on_the_int4_kernel(int4_done):
     for method in ("rtn_w4_int4", "gptq_w4_int4"):
         q = quality(int4_done, "seed7", method)
-        assert q["kernels"] == [INT4_OP] and q["execution"] == weightonly.EXEC_INT4
+        assert q["kernels"] == [INT4_OP] and q["execution"] == EXEC_INT4
         t = read(int4_done, f"timing/{MODEL}/{method}.json")
         assert t["candidate"]["kernels"] == [INT4_OP]
         assert read(int4_done, f"metrics/{MODEL}/{method}.json")["kernels"] == [INT4_OP]

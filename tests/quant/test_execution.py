@@ -12,8 +12,8 @@ from quantbench.models import resolve
 from quantbench.quant.ao import backend, dynamic
 from quantbench.quant.base import CalibrationData
 from quantbench.quant.methods import gptq, rtn
-from quantbench.quant.weightonly import build as weightonly
 from quantbench.quant.weightonly import int4
+from quantbench.quant.weightonly.params import EXEC_FP32, EXEC_INT4, EXEC_INT8
 from tests._toy import checkpoint_roundtrip
 
 SPEC = resolve({"arch": "mlp", "hidden": [64, 64], "dropout": 0.0}, 30, 3)
@@ -56,7 +56,7 @@ def test_int4_runs_the_int4_kernel_on_the_dequantized_weights(name):
             assert torch.equal(tensor, other) if isinstance(tensor, torch.Tensor) else True
     x = calib.x_val
     assert kernels_that_ran(q4.module, x) == [INT4_OP]
-    assert q4.info["execution"] == weightonly.EXEC_INT4 and q4.info["execution_path"] == "int4"
+    assert q4.info["execution"] == EXEC_INT4 and q4.info["execution_path"] == "int4"
     with torch.inference_mode():
         got = q4.module(x)
         want = deq.module(x.bfloat16().float())  # the same rounding of the inputs
@@ -82,8 +82,8 @@ def test_auto_is_todays_default():
     model, calib = _setup()
     grouped = rtn.quantize(model, calib, rtn.Params(group_size=32))
     per_channel = rtn.quantize(model, calib, rtn.Params(group_size=-1))
-    assert grouped.info["execution"] == weightonly.EXEC_FP32
-    assert per_channel.info["execution"] == weightonly.EXEC_INT8
+    assert grouped.info["execution"] == EXEC_FP32
+    assert per_channel.info["execution"] == EXEC_INT8
     assert kernels_that_ran(per_channel.module, calib.x_val) == ["quantized::linear_dynamic"]
 
 
@@ -171,7 +171,8 @@ def test_a_missing_kernel_stops_before_any_work(monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("quantization started although the kernel is missing")
 
-    monkeypatch.setattr(weightonly, "quantize_layers", no_work)
+    for kind in (rtn, gptq):  # the name each kind calls
+        monkeypatch.setattr(kind, "quantize_layers", no_work)
     model, calib = _setup()
     for kind, params in ((rtn, {}), (gptq, {"act_order": True})):
         with pytest.raises(int4.Int4Unavailable) as exc:

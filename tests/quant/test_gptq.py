@@ -17,8 +17,10 @@ from quantbench.quant.base import CalibrationData
 from quantbench.quant.loader import load_model
 from quantbench.quant.methods import gptq, rtn
 from quantbench.quant.methods import registry as methods
-from quantbench.quant.weightonly import build as weightonly
 from quantbench.quant.weightonly.grid import Grid, dequantize, quantize_weight
+from quantbench.quant.weightonly.layers import output_error
+from quantbench.quant.weightonly.params import EXEC_FP32
+from quantbench.quant.weightonly.state import pack_layer, unpack_layer
 from quantbench.training.checkpoint import save_checkpoint
 
 SMALL = resolve({"arch": "mlp", "hidden": [32, 32], "dropout": 0.0}, 12, 3)
@@ -107,7 +109,7 @@ def test_weights_on_the_grid_give_zero_error(kw: dict) -> None:
     _, H, X = _layer_problem(out, width)
     qw, _ = gptq.gptq_quantize(W, H, params)
     assert torch.equal(qw.dequantize(), W)
-    assert weightonly.output_error(X, W, qw.dequantize()) == 0.0
+    assert output_error(X, W, qw.dequantize()) == 0.0
 
 
 def test_act_order_permutation_round_trips() -> None:
@@ -130,15 +132,15 @@ def test_act_order_groups_keep_their_index_through_packing() -> None:
     perm = gptq.act_order_permutation(H)
     assert torch.equal(qw.g_idx[perm], torch.arange(24) // 8)  # groups in processing order
     assert not qw.groups_contiguous
-    entry = weightonly.pack_layer(qw, torch.zeros(8))
+    entry = pack_layer(qw, torch.zeros(8))
     assert entry["g_idx"].dtype == torch.uint8  # 3 groups -> 2-bit packed group index
-    back = weightonly.unpack_layer(entry, qw.grid, 8)
+    back = unpack_layer(entry, qw.grid, 8)
     assert torch.equal(back.g_idx, qw.g_idx) and torch.equal(back.dequantize(), qw.dequantize())
     static, _ = gptq.gptq_quantize(
         W, H, gptq.Params(bits=4, group_size=8, act_order=True, static_groups=True)
     )
     assert static.groups_contiguous
-    assert "g_idx" not in weightonly.pack_layer(static, torch.zeros(8))
+    assert "g_idx" not in pack_layer(static, torch.zeros(8))
 
 
 def test_singular_hessian_is_handled_by_dampening() -> None:
@@ -152,8 +154,8 @@ def test_singular_hessian_is_handled_by_dampening() -> None:
     W_hat = qw.dequantize()
     assert stats["dead_inputs"] == 1 and bool((W_hat[:, 3] == 0).all())
     assert bool(torch.isfinite(W_hat).all())
-    rtn_err = weightonly.output_error(X, W, quantize_weight(W, qw.grid, 8).dequantize())
-    assert weightonly.output_error(X, W, W_hat) <= rtn_err
+    rtn_err = output_error(X, W, quantize_weight(W, qw.grid, 8).dequantize())
+    assert output_error(X, W, W_hat) <= rtn_err
 
 
 def test_dampening_grows_until_cholesky_succeeds() -> None:
@@ -191,7 +193,7 @@ def test_info_describes_the_run() -> None:
     q = gptq.quantize(model, calib, gptq.Params(bits=3, group_size=8, calibration_samples=500))
     info = q.info
     assert info["bits"] == 3 and info["group_size"] == 8 and info["calibration_rows"] == 500
-    assert info["execution"] == weightonly.EXEC_FP32
+    assert info["execution"] == EXEC_FP32
     assert [e["layer"] for e in info["layer_error"]] == LINEARS
     assert all(e["calib"] >= 0 and e["heldout"] >= 0 for e in info["layer_error"])
     assert info["layers"][0]["dead_inputs"] == 1 and info["quantize_seconds"] > 0

@@ -13,8 +13,9 @@ from quantbench.quant.base import CalibrationData
 from quantbench.quant.loader import load_model
 from quantbench.quant.methods import registry as methods
 from quantbench.quant.methods import rtn
-from quantbench.quant.weightonly import build as weightonly
 from quantbench.quant.weightonly.grid import quantize_weight
+from quantbench.quant.weightonly.params import EXEC_FP32, EXEC_INT8
+from quantbench.quant.weightonly.state import unpack_layer
 from quantbench.training.checkpoint import save_checkpoint
 
 CFG = resolve({"arch": "mlp", "hidden": [24, 16], "dropout": 0.0}, 10, 3)
@@ -63,11 +64,11 @@ def test_quantize_matches_the_grid_and_reports_errors(bits: int) -> None:
         ("layers.fc1", model.layers.fc1.weight),
     ):
         expected = quantize_weight(W.detach(), rtn.Params(bits=bits).grid, 4)
-        got = weightonly.unpack_layer(q.state["layers"][name], expected.grid, 4)
+        got = unpack_layer(q.state["layers"][name], expected.grid, 4)
         assert torch.equal(got.codes, expected.codes)
         assert torch.equal(got.dequantize(), expected.dequantize())
     info = q.info
-    assert info["execution"] == weightonly.EXEC_FP32 and info["bits"] == bits
+    assert info["execution"] == EXEC_FP32 and info["bits"] == bits
     assert info["calibration_rows"] == 300 and info["heldout_rows"] == 100
     assert [e["layer"] for e in info["layer_error"]] == LINEARS
     fc0 = info["layer_error"][0]
@@ -82,12 +83,12 @@ def test_per_channel_codes_run_on_exact_int8_kernels(bits: int, symmetric: bool)
     model, calib = _setup()
     params = rtn.Params(bits=bits, group_size=-1, symmetric=symmetric)
     q = rtn.quantize(model, calib, params)
-    assert q.info["execution"] == weightonly.EXEC_INT8
+    assert q.info["execution"] == EXEC_INT8
     for name, entry in q.state["layers"].items():
         layer = q.module.get_submodule(name)
         weight = layer.weight()
         assert weight.dtype == torch.qint8 and weight.qscheme() == torch.per_channel_affine
-        grid_w = weightonly.unpack_layer(entry, params.grid, -1).dequantize()
+        grid_w = unpack_layer(entry, params.grid, -1).dequantize()
         assert torch.equal(weight.dequantize(), grid_w)  # bit for bit
     with torch.autograd.profiler.profile() as prof, torch.no_grad():
         q.module(calib.x_val)

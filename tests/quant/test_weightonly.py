@@ -10,7 +10,13 @@ from torch import nn
 from quantbench.models import build_model
 from quantbench.quant import coverage
 from quantbench.quant.methods import gptq, rtn
-from quantbench.quant.weightonly import build as weightonly
+from quantbench.quant.weightonly.execution import build_module
+from quantbench.quant.weightonly.layers import (
+    as_matrix,
+    check_model_fits,
+    input_rows,
+    matrix_layers,
+)
 from tests._toy import toy
 
 
@@ -28,8 +34,8 @@ def test_a_convolution_is_its_matrix_over_unfolded_inputs(conv):
     x = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = conv(x)  # (batch, out, L_out)
-        rows = weightonly.input_rows(conv, x)  # (batch * L_out, C * k)
-        out = rows @ weightonly.as_matrix(conv).T  # (batch * L_out, out)
+        rows = input_rows(conv, x)  # (batch * L_out, C * k)
+        out = rows @ as_matrix(conv).T  # (batch * L_out, out)
         if conv.bias is not None:
             out = out + conv.bias
     got = out.reshape(2, -1, 5).transpose(1, 2)
@@ -51,7 +57,7 @@ class Reordered(nn.Module):
 
 
 def test_layers_come_in_call_order_and_unused_ones_are_left_out():
-    names = [n for n, _ in weightonly.matrix_layers(Reordered(), coverage.probe(6))]
+    names = [n for n, _ in matrix_layers(Reordered(), coverage.probe(6))]
     assert names == ["body", "head"]
     layers = coverage.inventory(Reordered(), coverage.probe(6))
     assert [(layer.name, layer.order) for layer in layers] == [
@@ -73,7 +79,7 @@ def test_fp32_parameters_outside_the_quantized_layers_are_stored_and_restored():
     assert not entries["unused"]["quantized"] and "not called" in entries["unused"]["why"]
     assert not entries["norm"]["quantized"] and "normalisation" in entries["norm"]["why"]
     torch.manual_seed(1)
-    rebuilt = weightonly.build_module(Reordered(), q.state, rtn.Params(bits=4).grid)
+    rebuilt = build_module(Reordered(), q.state, rtn.Params(bits=4).grid)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), q.module(x))
 
@@ -85,19 +91,19 @@ def test_group_size_must_fit_every_layer_after_the_first():
         r"use a group_size of at most 16 or -1"
     )
     with pytest.raises(ValueError, match=expected) as err:
-        weightonly.check_model_fits(model, 32, 30)
+        check_model_fits(model, 32, 30)
     assert "\n" not in str(err.value)
-    weightonly.check_model_fits(model, 16, 30)
+    check_model_fits(model, 16, 30)
     cnn = build_model({"arch": "cnn1d", "channels": [8, 16]}, 30, 3)
-    weightonly.check_model_fits(cnn, 24, 30)  # conv0 reads the input: 3 columns, one group
+    check_model_fits(cnn, 24, 30)  # conv0 reads the input: 3 columns, one group
     with pytest.raises(ValueError, match=r"wider than layer blocks.conv1 \(24 input columns"):
-        weightonly.check_model_fits(cnn, 32, 30)
+        check_model_fits(cnn, 32, 30)
 
 
 def test_group_size_is_checked_before_any_work(monkeypatch):
     t = toy(arch="transformer")
-    monkeypatch.setattr(weightonly, "quantize_layers", lambda *a, **k: pytest.fail("worked"))
     for kind in (rtn, gptq):
+        monkeypatch.setattr(kind, "quantize_layers", lambda *a, **k: pytest.fail("worked"))
         with pytest.raises(ValueError, match="group_size 64 is wider than layer"):
             kind.quantize(t.model, t.calib, kind.Params(group_size=64))
 

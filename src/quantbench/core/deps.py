@@ -64,7 +64,14 @@ def closure(*entries: str) -> list[str]:
         if rel not in seen:
             seen.add(rel)
             todo.extend(direct_imports(rel))
+            todo.extend(_packages_of(rel))
     return sorted(seen)
+
+
+def _packages_of(rel: str) -> list[str]:
+    """The ``__init__.py`` of every package above ``rel``: importing a module runs them."""
+    parents = Path(rel).parents
+    return [(p / "__init__.py").as_posix() for p in parents if p != Path(".")]
 
 
 def kind_file(kind: str) -> str:

@@ -2,10 +2,10 @@
 
 Layers (every Linear and Conv1d) are quantized in the order the forward pass calls them, each on
 the inputs it receives from the already-quantized layers before it
-(:func:`quantbench.weightonly.quantize_layers`; a convolution is a matrix over its unfolded
-inputs). For one layer with weight ``W`` (out, in) and calibration inputs ``X`` (n, in), GPTQ
-minimises ``‖W Xᵀ − Q Xᵀ‖²`` column
-by column: after quantizing column ``j`` its error is spread over the columns not yet quantized
+(:func:`quantbench.quant.weightonly.layers.quantize_layers`; a convolution is a matrix over
+its unfolded inputs). For one layer with weight ``W`` (out, in) and calibration inputs ``X``
+(n, in), GPTQ minimises ``‖W Xᵀ − Q Xᵀ‖²`` column by column: after quantizing column ``j``
+its error is spread over the columns not yet quantized
 through the inverse Hessian of the layer-wise objective, ``H = 2 XᵀX / n``.
 
 Steps, named as in the paper:
@@ -37,9 +37,19 @@ from torch import nn
 from quantbench.models import ModelSpec
 from quantbench.quant.ao import backend
 from quantbench.quant.base import CalibrationData, QuantizedModel
-from quantbench.quant.weightonly import build as weightonly
+from quantbench.quant.weightonly.execution import build_module
 from quantbench.quant.weightonly.grid import Grid, QuantizedWeight, dequantize, fit, group_count
 from quantbench.quant.weightonly.grid import quantize as grid_quantize
+from quantbench.quant.weightonly.layers import check_model_fits, quantize_layers, require_kernels
+from quantbench.quant.weightonly.params import (
+    check_bool,
+    check_execution,
+    check_grid_params,
+    check_int,
+)
+from quantbench.quant.weightonly.params import check_fits as check_group_fits
+from quantbench.quant.weightonly.result import finish
+from quantbench.quant.weightonly.state import check_state
 
 MAX_DAMP_TRIES = 10  # dampening grows tenfold per failed Cholesky factorisation
 HESSIAN_CHUNK = 4096  # calibration rows per float64 accumulation step
@@ -70,17 +80,17 @@ class Params:
     engine: str = "auto"  # int8 engine of the int8 path (quantization.engine, resolved)
 
     def __post_init__(self) -> None:
-        weightonly.check_grid_params(self.bits, self.group_size, self.symmetric)
-        weightonly.check_execution(self.execution, self.bits, self.group_size)
+        check_grid_params(self.bits, self.group_size, self.symmetric)
+        check_execution(self.execution, self.bits, self.group_size)
         backend.check_engine_name(self.engine)
-        weightonly.check_bool("act_order", self.act_order)
-        weightonly.check_bool("static_groups", self.static_groups)
+        check_bool("act_order", self.act_order)
+        check_bool("static_groups", self.static_groups)
         pd = self.percdamp
         if isinstance(pd, bool) or not isinstance(pd, (int, float)) or not 0 < pd <= 1:
             raise ValueError(f"percdamp must be a number in (0, 1], got {pd!r}")
         object.__setattr__(self, "percdamp", float(pd))
-        weightonly.check_int("blocksize", self.blocksize, "a positive int", lambda b: b >= 1)
-        weightonly.check_int(
+        check_int("blocksize", self.blocksize, "a positive int", lambda b: b >= 1)
+        check_int(
             "calibration_samples", self.calibration_samples, "a positive int", lambda n: n >= 1
         )
 
@@ -91,7 +101,7 @@ class Params:
 
 def check_fits(params: Params, in_widths: list[int]) -> None:
     """Raise ValueError if ``params.group_size`` cannot be used on these layer input widths."""
-    weightonly.check_fits(params.group_size, in_widths)
+    check_group_fits(params.group_size, in_widths)
 
 
 # ---------------------------------------------------------------- Hessian
@@ -275,10 +285,8 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
     """GPTQ every Linear and Conv1d layer on calibration rows; report per-layer output errors."""
     t0 = time.perf_counter()
     n_features = int(calib.x_train.shape[1])
-    weightonly.check_model_fits(fp32_model, params.group_size, n_features)
-    weightonly.require_kernels(
-        fp32_model, params.execution, params.bits, params.group_size, n_features
-    )
+    check_model_fits(fp32_model, params.group_size, n_features)
+    require_kernels(fp32_model, params.execution, params.bits, params.group_size, n_features)
     device = torch.device(calib.device)
     x_calib = calib.calibration_rows(params.calibration_samples).to(device)
     stats: list[dict[str, Any]] = []
@@ -288,7 +296,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         stats.append({"layer": name, **st})
         return qw
 
-    layers, errors = weightonly.quantize_layers(fp32_model, x_calib, calib.x_val, quantize_layer)
+    layers, errors = quantize_layers(fp32_model, x_calib, calib.x_val, quantize_layer)
     extra: dict[str, Any] = {
         "act_order": params.act_order,
         "static_groups": params.static_groups,
@@ -299,7 +307,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
         "device": str(device),
         "layers": stats,
     }
-    return weightonly.finish(
+    return finish(
         fp32_model,
         layers,
         params.grid,
@@ -315,7 +323,7 @@ def quantize(fp32_model: nn.Module, calib: CalibrationData, params: Params) -> Q
 
 def rebuild(spec: ModelSpec, state: dict[str, Any], params: Params) -> nn.Module:
     """The runnable module of a checkpoint's packed state."""
-    weightonly.check_state(state, params.bits, params.group_size)
+    check_state(state, params.bits, params.group_size)
     with torch.random.fork_rng(devices=[]):
         skeleton = spec.build()
-    return weightonly.build_module(skeleton, state, params.grid, params.execution, params.engine)
+    return build_module(skeleton, state, params.grid, params.execution, params.engine)
