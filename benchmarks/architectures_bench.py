@@ -32,7 +32,8 @@ import torch
 
 from quantbench.core.files import read_json
 from quantbench.data.dataset import load_dataset
-from quantbench.data.preprocess import data_config_from_mapping, run_preprocess
+from quantbench.data.preprocess import run_preprocess
+from quantbench.data.settings import data_config_from_mapping
 from quantbench.data.synthetic import SyntheticConfig, write_flows_csv
 from quantbench.measure.score import predict
 from quantbench.quant.ao import backend

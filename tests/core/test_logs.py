@@ -55,7 +55,9 @@ def test_a_job_that_fails_after_a_success_shows_only_the_failing_run(tmp_path):
     run_ok(workdir, "--cores", "1", target)
     assert log.read_text().splitlines()[-1].endswith("step finished")
 
-    library = workdir / "src" / "quantbench" / "synthetic.py"  # a job input: the job reruns
+    library = (
+        workdir / "src" / "quantbench" / "data" / "synthetic.py"
+    )  # a job input: the job reruns
     with library.open("a") as fh:
         fh.write("\n\ndef write_flows_csv(*args, **kwargs):\n    raise ValueError('disk full')\n")
     failed = snakemake(workdir, "--cores", "1", target)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from quantbench.data.preprocess import DataError, data_config_from_mapping, run_preprocess
+from quantbench.data.preprocess import run_preprocess
+from quantbench.data.settings import data_config_from_mapping
+from quantbench.data.tabular import DataError
 
 OUTPUTS = ("dataset.npz", "preprocessor.joblib", "data_card.json")
 

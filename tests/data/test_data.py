@@ -11,13 +11,9 @@ import pandas as pd
 import pytest
 
 from quantbench.data.dataset import load_dataset
-from quantbench.data.preprocess import (
-    DataConfig,
-    Preprocessor,
-    data_config_from_mapping,
-    preprocess,
-    run_preprocess,
-)
+from quantbench.data.preprocess import preprocess, run_preprocess
+from quantbench.data.settings import DataConfig, data_config_from_mapping
+from quantbench.data.split import Preprocessor
 from quantbench.data.tabular import data_files, expand_sources
 
 CLASSES = ("web", "video", "voip")

@@ -8,13 +8,9 @@ from typing import Any
 
 import pytest
 
-from quantbench.data.preprocess import (
-    DataConfig,
-    data_config_from_mapping,
-    preprocess,
-    run_preprocess,
-)
+from quantbench.data.preprocess import preprocess, run_preprocess
 from quantbench.data.presets import NSL_KDD_FEATURES, PRESETS, preset_defaults
+from quantbench.data.settings import DataConfig, data_config_from_mapping
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 

@@ -8,7 +8,8 @@ from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.data.preprocess import data_config_from_mapping, run_preprocess
+    from quantbench.data.preprocess import run_preprocess
+    from quantbench.data.settings import data_config_from_mapping
 
     run_preprocess(
         list(snakemake.input.raw),
