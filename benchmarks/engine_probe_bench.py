@@ -75,10 +75,10 @@ def versus_fp32(model, rows, record, rounds: int) -> None:
     x = rows.repeat(math.ceil(cfg.rows / rows.shape[0]), 1)[: cfg.rows].contiguous()
     medians: dict[str, list[float]] = {n: [] for n in models}
     for name, m in models.items():
-        engines.time_calls(name, m, x, cfg.warmup)
+        engines.call_seconds(name, m, x, cfg.warmup)
     for r in range(rounds):
         for name in list(models)[r % 2 :] + list(models)[: r % 2]:
-            medians[name].append(statistics.median(engines.time_calls(name, models[name], x, 20)))
+            medians[name].append(statistics.median(engines.call_seconds(name, models[name], x, 20)))
     ratios = [f / q for f, q in zip(medians["fp32"], medians[engine], strict=True)]
     mid = statistics.median(ratios)
     print(f"{engine} vs fp32 at {cfg.objective} ({cfg.rows} rows/call): {mid:.2f}x "

@@ -31,14 +31,14 @@ import torch
 from torch import nn
 
 from quantbench.measure import engines
-from quantbench.measure.harness import time_passes
+from quantbench.measure.harness import pass_ms
 from quantbench.models import build_model
 from quantbench.quant.ao import backend, dynamic
 
 
 def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:
     """Median milliseconds of ``calls`` forward passes on ``x`` (the timing job's own loop)."""
-    return statistics.median(time_passes(module, x, calls))
+    return statistics.median(pass_ms(module, x, calls))
 
 
 def dynamic_builder(model: nn.Module) -> Callable[[str], nn.Module]:

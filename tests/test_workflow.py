@@ -207,7 +207,7 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
         ("quant/methods/gptq.py", method_jobs("gptq_w4")),
         ("report/stats.py", {"summarize": 1}),
         ("measure/score.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
-        ("measure/harness.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
+        ("measure/timing.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
             "machine/kernels.py",  # also named by int4.py, which the weight-only kinds build with
             {

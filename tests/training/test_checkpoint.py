@@ -1,5 +1,6 @@
 """Checkpoints: self-describing, weights-only loading, refusal of foreign or crafted files."""
 
+import dataclasses
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from quantbench.training.checkpoint import (
     save_checkpoint,
     tensor_bytes,
 )
+from tests.conftest import make_toy_dataset
 
 SPEC = resolve({"arch": "mlp", "hidden": [8, 4], "dropout": 0.0}, 6, 3)
 
@@ -92,6 +94,17 @@ def test_foreign_and_missing_files_are_refused(tmp_path):
         read_checkpoint(tmp_path / "text.pt")
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_loading_against_a_dataset_refuses_other_data_before_rebuilding(tmp_path):
+    model, path = saved_fp32(tmp_path)
+    ds = dataclasses.replace(make_toy_dataset(n=60, features=6), class_names=("a", "b", "c"))
+    loaded = load_model(path, expect=ds)  # the checkpoint's own features and classes
+    assert torch.equal(loaded.module(torch.ones(1, 6)), model(torch.ones(1, 6)))
+    other = dataclasses.replace(ds, class_names=("a", "b", "x"))
+    with pytest.raises(CheckpointError, match="classes") as err:
+        load_model(path, expect=other)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
 def test_checkpoint_for_other_features_or_classes_is_refused(tmp_path):

@@ -7,7 +7,7 @@ from quantbench.core.files import read_json
 from quantbench.data.dataset import load_dataset
 from quantbench.models import resolve
 from quantbench.quant.loader import load_model
-from quantbench.training.train import TrainConfig, resolve_device, run_training, train_fp32
+from quantbench.training.train import TrainConfig, run_training, train_fp32
 
 MODEL = {"hidden": [32, 32], "dropout": 0.0}
 TRAIN = {"epochs": 15, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "patience": 3}
@@ -67,12 +67,3 @@ def test_run_training_writes_checkpoint_and_history(tmp_path, toy_dataset_path):
 def test_bad_train_settings_raise(key, value):
     with pytest.raises(ValueError, match=key):
         TrainConfig(**{**TRAIN, key: value})
-
-
-def test_cuda_request_without_gpu_is_an_error():
-    if torch.cuda.is_available():
-        assert resolve_device("cuda").type == "cuda"
-    else:
-        with pytest.raises(ValueError, match="no CUDA device"):
-            resolve_device("cuda")
-    assert resolve_device("cpu").type == "cpu"

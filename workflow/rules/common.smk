@@ -186,7 +186,7 @@ def get_time_input(wildcards):
         "candidate": checkpoint(model, TIMED_REP, method),
         "info": f"results/models/{model}/{TIMED_REP}/{method}.info.json",
         "dataset": f"results/data/{TIMED_REP}/dataset.npz",
-        "lib": lib("measure/harness.py", kind_file(kind_of(method))),
+        "lib": lib("measure/timing.py", kind_file(kind_of(method))),
     }
 
 

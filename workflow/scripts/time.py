@@ -8,7 +8,7 @@ from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.measure.harness import run_timing
+    from quantbench.measure.timing import run_timing
 
     run_timing(
         reference_path=snakemake.input.reference,

@@ -90,7 +90,7 @@ class ProbeConfig:
 
 
 @torch.inference_mode()
-def time_calls(engine: str, module: nn.Module, x: torch.Tensor, calls: int) -> list[float]:
+def call_seconds(engine: str, module: nn.Module, x: torch.Tensor, calls: int) -> list[float]:
     """Wall seconds of each of ``calls`` forward passes of ``module`` on ``x``."""
     times = []
     for _ in range(calls):
@@ -220,7 +220,7 @@ def probe_engines(
     cfg: ProbeConfig | None = None,
     requested: str = "auto",
     engines: Sequence[str] | None = None,
-    timer: Timer = time_calls,
+    timer: Timer = call_seconds,
 ) -> dict[str, Any]:
     """Time every engine on the model ``build`` makes and choose one (module docstring).
 

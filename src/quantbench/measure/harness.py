@@ -1,4 +1,5 @@
-"""One timing harness for every model: paired, interleaved rounds on the same inputs.
+"""One timing harness for every model: paired, interleaved rounds on the same inputs (the time
+step, :mod:`quantbench.measure.timing`, runs it on two checkpoints).
 
 A method's model (``candidate``) is timed against FP32 (``reference``) in one process, so that
 machine drift (clock speed, a busy neighbour core, the host of a virtual machine) hits both
@@ -30,11 +31,9 @@ import contextlib
 import copy
 import gc
 import itertools
-import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,13 +41,6 @@ import torch
 from torch import nn
 
 from quantbench.core.config import rounds_problem
-from quantbench.core.files import read_json, write_json
-from quantbench.data.dataset import Dataset, load_dataset
-from quantbench.machine.cpu import cpu_facts
-from quantbench.machine.kernels import describe_execution, kernels_that_ran, runs_int8
-from quantbench.machine.memory import peak_rss_bytes
-from quantbench.quant.loader import LoadedModel, load_model
-from quantbench.training.checkpoint import CheckpointError, check_matches
 
 # Untimed batch-1 calls (passes) of each side before each of its blocks in a round.
 ROUND_WARMUP = 1
@@ -59,8 +51,6 @@ BLOCKS = ("calls", "passes")
 
 
 SIDES = ("reference", "candidate")
-TIMING_FORMAT = "quantbench-timing"
-TIMING_VERSION = 1
 
 # A module factory: called with a block kind (one of BLOCKS) once per round and block, it returns
 # the module that block times; it must never hand a module of one kind to the other.
@@ -136,7 +126,7 @@ def _timing_conditions(threads: int) -> Iterator[None]:
 
 
 @torch.inference_mode()
-def time_calls(module: nn.Module, rows: torch.Tensor) -> list[float]:
+def call_ms(module: nn.Module, rows: torch.Tensor) -> list[float]:
     """Milliseconds of one batch-1 call per row of ``rows`` (n, features), in row order."""
     times = []
     for i in range(rows.shape[0]):
@@ -148,7 +138,7 @@ def time_calls(module: nn.Module, rows: torch.Tensor) -> list[float]:
 
 
 @torch.inference_mode()
-def time_passes(module: nn.Module, batch: torch.Tensor, n: int) -> list[float]:
+def pass_ms(module: nn.Module, batch: torch.Tensor, n: int) -> list[float]:
     """Milliseconds of ``n`` forward passes over the whole ``batch`` (batch_size, features)."""
     times = []
     for _ in range(n):
@@ -220,11 +210,11 @@ def _time_round(
     callers = {side: make[side]("calls") for side in order}
     for side in order:
         warm_calls(callers[side], rows, warmup)
-        result[side]["latency_ms"] = time_calls(callers[side], rows)
+        result[side]["latency_ms"] = call_ms(callers[side], rows)
     passers = {side: make[side]("passes") for side in order}
     for side in order:
         warm_passes(passers[side], batch, warmup)
-        result[side]["pass_ms"] = time_passes(passers[side], batch, passes)
+        result[side]["pass_ms"] = pass_ms(passers[side], batch, passes)
     return result
 
 
@@ -304,108 +294,3 @@ def measure_throughput(module: nn.Module, x: torch.Tensor, cfg: TimingConfig) ->
         "samples_per_s": float(cfg.batch_size / np.median(times)),
         "repeats": cfg.throughput_repeats,
     }
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-# ---------------------------------------------------------------- the time step
-
-
-def _describe_side(loaded: LoadedModel, x: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
-    kernels = kernels_that_ran(loaded.module, x)
-    int8 = runs_int8(kernels)
-    return {
-        "method": str(loaded.meta["method"]),
-        "kind": str(loaded.meta["kind"]),
-        "kernels": kernels,
-        "execution": describe_execution(kernels, info),
-        "engine": torch.backends.quantized.engine if int8 else None,
-    }
-
-
-def _load_pair(
-    reference_path: str, candidate_path: str, method: str, ds: Dataset
-) -> tuple[LoadedModel, LoadedModel]:
-    """Both checkpoints, refused (one line) unless they fit the dataset and each other."""
-    ref, cand = load_model(reference_path), load_model(candidate_path)
-    for loaded, path in ((ref, reference_path), (cand, candidate_path)):
-        check_matches(loaded.meta, list(ds.feature_names), list(ds.class_names), path)
-    if ref.meta["kind"] != "fp32":
-        raise CheckpointError(
-            f"{reference_path}: the reference must be an fp32 checkpoint, this one is "
-            f"{ref.meta['kind']!r}; pass the FP32 model of the same replicate"
-        )
-    if cand.meta["method"] != method:
-        raise CheckpointError(
-            f"{candidate_path}: checkpoint of method {cand.meta['method']!r}, not {method!r}; "
-            "delete it and rerun the workflow"
-        )
-    if ref.meta["model"] != cand.meta["model"]:
-        raise CheckpointError(
-            f"{candidate_path}: model shape {cand.meta['model']} differs from the reference's "
-            f"{ref.meta['model']}; rerun the workflow so both come from the same FP32 model"
-        )
-    return ref, cand
-
-
-def run_timing(
-    reference_path: str,
-    candidate_path: str,
-    dataset_path: str,
-    info_path: str | None,
-    model: str,
-    method: str,
-    replicate: str,
-    timing: dict[str, Any],
-    timing_out: str,
-) -> None:
-    """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out.
-
-    Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
-    process's peak RSS (both models, their ``LAYOUTS`` copies per block kind, the data and
-    torch) and
-    the CPU facts (:func:`quantbench.cpu.cpu_facts`).
-    """
-    cfg = TimingConfig(**timing)
-    set_threads(cfg.threads)
-    ds = load_dataset(dataset_path)
-    ref, cand = _load_pair(reference_path, candidate_path, method, ds)
-    x = torch.from_numpy(ds.x_test)
-    info = read_json(info_path) if info_path else {}
-    sides = {"reference": _describe_side(ref, x, {}), "candidate": _describe_side(cand, x, info)}
-    make = {
-        "reference": RotatingCopies(ref.module, seed=0),
-        "candidate": RotatingCopies(cand.module, seed=1),
-    }
-    rounds = paired_rounds(make, x, cfg)
-    facts = cpu_facts()
-    write_json(
-        timing_out,
-        {
-            "format": TIMING_FORMAT,
-            "version": TIMING_VERSION,
-            "model": model,
-            "method": method,
-            "kind": sides["candidate"]["kind"],
-            "replicate": replicate,
-            "settings": cfg.settings(),
-            **sides,
-            "rounds": rounds,
-            "threads": torch.get_num_threads(),
-            "device": "cpu",
-            "torch_version": str(torch.__version__),
-            "cpu": facts["model"],
-            "cpu_facts": facts,
-            "memory": {
-                "peak_rss_bytes": peak_rss_bytes(),
-                "copies_per_side": make["candidate"].count,
-            },
-        },
-    )

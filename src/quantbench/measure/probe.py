@@ -33,7 +33,6 @@ from quantbench.machine.cpu import cpu_facts, describe
 from quantbench.measure import engines
 from quantbench.quant.ao import backend
 from quantbench.quant.loader import load_model
-from quantbench.training.checkpoint import check_matches
 
 log = logging.getLogger("quantbench.probe")
 
@@ -68,9 +67,8 @@ def probe_record(
     """The engine record for the FP32 checkpoint at ``checkpoint_path`` (module docstring)."""
     if requested != "auto":
         return explicit_record(requested, asdict(cfg))
-    loaded = load_model(checkpoint_path)
     ds = load_dataset(dataset_path)
-    check_matches(loaded.meta, list(ds.feature_names), list(ds.class_names), checkpoint_path)
+    loaded = load_model(checkpoint_path, expect=ds)
     rows = torch.from_numpy(ds.x_train[:CALIBRATION_ROWS]).contiguous()
     with backend.quiet():
         record = engines.probe_engines(engines.static_builder(loaded.module, rows), rows, cfg)

@@ -26,7 +26,7 @@ from quantbench.data.dataset import Dataset, load_dataset
 from quantbench.machine.kernels import describe_execution, kernels_that_ran, runs_int8
 from quantbench.machine.memory import resident_weight_bytes
 from quantbench.quant.loader import load_model
-from quantbench.training.checkpoint import check_matches, tensor_bytes
+from quantbench.training.checkpoint import tensor_bytes
 
 QUALITY_FORMAT = "quantbench-quality"
 QUALITY_VERSION = 1
@@ -67,9 +67,8 @@ def score_checkpoint(
     ckpt_path: str | os.PathLike[str], ds: Dataset, info: dict[str, Any]
 ) -> dict[str, Any]:
     """The facts of the quality record for one checkpoint on the dataset's test rows."""
-    loaded = load_model(ckpt_path)
+    loaded = load_model(ckpt_path, expect=ds)
     meta = loaded.meta
-    check_matches(meta, list(ds.feature_names), list(ds.class_names), ckpt_path)
     x_test = torch.from_numpy(ds.x_test)
     kernels = kernels_that_ran(loaded.module, x_test)
     int8 = runs_int8(kernels)

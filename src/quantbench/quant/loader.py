@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from quantbench.data.dataset import Dataset
 from quantbench.models import ModelSpec
 from quantbench.quant.ao.backend import quiet
 from quantbench.quant.methods import registry as methods
-from quantbench.training.checkpoint import CheckpointError, read_checkpoint
+from quantbench.training.checkpoint import CheckpointError, check_matches, read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,20 @@ def model_spec(meta: dict[str, Any], path: Any) -> ModelSpec:
         raise CheckpointError(f"{path}: model entry unusable ({exc}); rerun the workflow") from None
 
 
-def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+def load_model(path: str | os.PathLike[str], expect: Dataset | None = None) -> LoadedModel:
     """Read with ``weights_only=True`` and rebuild; a CheckpointError names what is wrong.
 
-    A custom model is rebuilt from its file, which must still have the content it was trained
-    with (its SHA-256 is in the checkpoint).
+    With ``expect``, the checkpoint is refused (one line) before it is rebuilt unless it was
+    trained on that dataset's features and classes: every step that runs a model on data loads
+    it this way. A custom model is rebuilt from its file, which must still have the content it
+    was trained with (its SHA-256 is in the checkpoint).
     """
     with quiet():  # int8 checkpoints make torch warn about quantized tensors and storages
         ckpt = read_checkpoint(path)
         meta = {k: v for k, v in ckpt.items() if k != "state"}
         spec = model_spec(meta, path)
+        if expect is not None:
+            check_matches(meta, list(expect.feature_names), list(expect.class_names), path)
         try:
             if meta["kind"] == "fp32":
                 return LoadedModel(build_fp32(spec, ckpt["state"]), meta, ckpt["state"])

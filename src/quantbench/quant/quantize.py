@@ -17,11 +17,11 @@ import torch
 
 from quantbench.core.files import read_json, write_json
 from quantbench.data.dataset import load_dataset
+from quantbench.machine.device import resolve_device
 from quantbench.quant.base import CalibrationData
 from quantbench.quant.loader import load_model
 from quantbench.quant.methods import registry as methods
-from quantbench.training.checkpoint import check_matches, save_checkpoint
-from quantbench.training.train import resolve_device
+from quantbench.training.checkpoint import save_checkpoint
 
 log = logging.getLogger("quantbench.quantize")
 
@@ -46,9 +46,8 @@ def run_quantization(
     if engine_path is not None:
         variant["engine"] = resolved_engine(engine_path, variant.get("engine", "auto"))
     params = methods.make_params(kind, variant)
-    fp32 = load_model(fp32_path)
     ds = load_dataset(dataset_path)
-    check_matches(fp32.meta, list(ds.feature_names), list(ds.class_names), fp32_path)
+    fp32 = load_model(fp32_path, expect=ds)
     calib = CalibrationData(
         x_train=torch.from_numpy(ds.x_train),
         y_train=torch.from_numpy(ds.y_train),

@@ -13,6 +13,7 @@ from torch import nn
 
 from quantbench.core.files import write_json
 from quantbench.data.dataset import Dataset, load_dataset
+from quantbench.machine.device import resolve_device
 from quantbench.models import ModelSpec, resolve
 from quantbench.training.checkpoint import save_checkpoint
 
@@ -42,15 +43,6 @@ class TrainConfig:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a fallback."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is visible; use auto or cpu")
-    return torch.device(requested)
 
 
 def seed_everything(seed: int) -> torch.Generator:
