@@ -218,6 +218,9 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
             },
         ),
         ("measure/engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        # the probe builds each engine's model with FX; its new record reruns the int8 jobs
+        ("quant/ao/fx.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("quant/ao/qconfigs.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         ("measure/probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         ("quant/weightonly/int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
     ],
@@ -601,6 +604,28 @@ def int4_done(tmp_path_factory) -> Path:
     edit_config(workdir, change)
     run_ok(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture
+def copy_of_int4(int4_done, tmp_path) -> Path:
+    dest = tmp_path / "int4"
+    shutil.copytree(int4_done, dest, symlinks=True)
+    return dest
+
+
+def test_editing_the_fx_code_reruns_the_static_kinds_and_nothing_else(copy_of_int4):
+    """A named engine: no probe code runs, so FX (ptq_static and qat only) reruns ptq_static's
+    jobs, not the weight-only ones (rtn_w8_int8 on the int8 engine included)."""
+    append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "fx.py")
+    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"])
+
+
+def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_int4):
+    append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "dynamic.py")
+    # the weight-only kinds build any execution path from one module, so all of them rerun
+    weight_only = [m for m in INT4_METHODS if m != "ptq_static"]
+    expected = {k: v for m in weight_only for k, v in method_jobs(m, ["seed7"]).items()}
+    assert planned_jobs(copy_of_int4) == expected
 
 
 def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_done):

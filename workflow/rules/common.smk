@@ -141,12 +141,15 @@ def engine_files():
 
 
 def get_probe_engine_input(wildcards):
-    """The first replicate's FP32 model and data, unless the config names its engine."""
-    inputs = {"lib": lib("measure/probe.py")}
-    if config["quantization"]["engine"] == "auto":
-        inputs["fp32"] = checkpoint(wildcards.model, TIMED_REP, "fp32")
-        inputs["dataset"] = f"results/data/{TIMED_REP}/dataset.npz"
-    return inputs
+    """The first replicate's FP32 model, data and the probe's code, unless the config names its
+    engine (then the job only records it, and runs none of the probe's code)."""
+    if config["quantization"]["engine"] != "auto":
+        return {"lib": lib("measure/engine_record.py")}
+    return {
+        "lib": lib("measure/probe.py"),
+        "fp32": checkpoint(wildcards.model, TIMED_REP, "fp32"),
+        "dataset": f"results/data/{TIMED_REP}/dataset.npz",
+    }
 
 
 def get_quantize_input(wildcards):

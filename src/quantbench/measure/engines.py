@@ -36,57 +36,23 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
 
 from quantbench.machine.cpu import cpu_facts
+from quantbench.measure.engine_record import (
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    ProbeConfig,
+    default_order,
+)
 from quantbench.quant.ao import backend, fx, qconfigs
-
-OBJECTIVES = ("throughput", "latency")
-RECORD_FORMAT = "quantbench-engine"
-RECORD_VERSION = 1
 
 Builder = Callable[[str], nn.Module]  # engine -> the run's int8 model built for that engine
 Timer = Callable[[str, nn.Module, torch.Tensor, int], list[float]]  # -> seconds of each call
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """How the engines are timed (see the module docstring)."""
-
-    objective: str = "throughput"
-    batch_size: int = 512
-    rounds: int = 10
-    calls: int = 20
-    min_calls: int = 3
-    block_seconds: float = 0.01
-    warmup: int = 10
-    threads: int = 1
-    tie_margin: float = 0.03
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
-            )
-        for name in ("batch_size", "rounds", "calls", "min_calls", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
-        if not self.block_seconds > 0:
-            raise ValueError(f"block_seconds must be > 0, got {self.block_seconds!r}")
-        if not 0 <= self.tie_margin < 1:
-            raise ValueError(f"tie_margin must be in [0, 1), got {self.tie_margin!r}")
-
-    @property
-    def rows(self) -> int:
-        """Rows per timed call at this objective."""
-        return self.batch_size if self.objective == "throughput" else 1
 
 
 @torch.inference_mode()
@@ -112,16 +78,6 @@ def _current() -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-
-
-def default_order(engines: Sequence[str]) -> list[str]:
-    """``engines`` in tie-break order: this machine's ``auto`` engine first, then ``ENGINES``."""
-    try:
-        first = [backend.select_engine("auto")]
-    except ValueError:
-        first = []
-    order = first + [e for e in backend.ENGINES if e not in first]
-    return [e for e in order if e in engines] + [e for e in engines if e not in order]
 
 
 @torch.inference_mode()

@@ -29,36 +29,15 @@ import torch
 
 from quantbench.core.files import write_json
 from quantbench.data.dataset import load_dataset
-from quantbench.machine.cpu import cpu_facts, describe
+from quantbench.machine.cpu import describe
 from quantbench.measure import engines
+from quantbench.measure.engine_record import explicit_record
 from quantbench.quant.ao import backend
 from quantbench.quant.loader import load_model
 
 log = logging.getLogger("quantbench.probe")
 
 CALIBRATION_ROWS = 512  # training rows that set the probe models' ranges (speed ignores them)
-
-
-def explicit_record(requested: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The record of a run that names its engine: no probe ran (ValueError if not offered)."""
-    engine = backend.select_engine(requested)
-    return {
-        "format": engines.RECORD_FORMAT,
-        "version": engines.RECORD_VERSION,
-        "engine": engine,
-        "reason": f"{engine} set explicitly in quantization.engine; no probe ran",
-        "requested": requested,
-        "probed": False,
-        "fastest": None,
-        "tied": [],
-        "default": engines.default_order(backend.supported_engines())[0],
-        "settings": settings,
-        "engines": {},
-        "round_orders": [],
-        "probe_seconds": 0.0,
-        "torch_version": str(torch.__version__),
-        "cpu": cpu_facts(),
-    }
 
 
 def probe_record(
