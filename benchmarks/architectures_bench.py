@@ -1,16 +1,17 @@
 """Every kind on every built-in architecture, on the default data, through the workflow's steps.
 
 Generates the default synthetic traffic data and preprocesses it as the workflow does
-(``quantbench.synthetic``, ``quantbench.data.run_preprocess`` with config.yaml's data settings),
-trains each architecture with ``quantbench.train.run_training`` (config.yaml's training
-settings, CPU, one thread) and quantizes it with ``quantbench.quantize.run_quantization`` using
-config.yaml's method variants, plus GPTQ and RTN at 3 and 2 bits for the layer-error target.
-Every checkpoint is loaded back with ``quantbench.loader.load_model`` (weights-only) and scored
-on the test split. Printed per architecture: training time and epochs, then per variant the
-test accuracy and its difference from FP32 (points), the checkpoint size as a share of FP32's,
-the coverage (share of weights quantized, share of multiply-accumulates on quantized weights and
-on int8 kernels, the FP32 layers), the quantize time; then GPTQ's and RTN's held-out output
-error of every layer at 3 and 2 bits; then each target of the models issue with PASS or FAIL.
+(``quantbench.data.synthetic``, ``quantbench.data.preprocess.run_preprocess`` with config.yaml's
+data settings), trains each architecture with ``quantbench.training.train.run_training``
+(config.yaml's training settings, CPU, one thread) and quantizes it with
+``quantbench.quant.quantize.run_quantization`` using config.yaml's method variants, plus GPTQ and
+RTN at 3 and 2 bits for the layer-error target. Every checkpoint is loaded back with
+``quantbench.quant.loader.load_model`` (weights-only) and scored on the test split. Printed per
+architecture: training time and epochs, then per variant the test accuracy and its difference from
+FP32 (points), the checkpoint size as a share of FP32's, the coverage (share of weights quantized,
+share of multiply-accumulates on quantized weights and on int8 kernels, the FP32 layers), the
+quantize time; then GPTQ's and RTN's held-out output error of every layer at 3 and 2 bits; then
+each target of the models issue with PASS or FAIL.
 
 Usage::
 

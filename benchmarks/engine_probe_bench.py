@@ -2,7 +2,7 @@
 
 The default MLP (29 -> 256 -> 256 -> 3, seeded random weights: the kernels' speed does not
 depend on the weights' values) is statically quantized for every engine this torch offers
-(``quantbench.engines.static_builder``: fused Linear+ReLU, min/max calibration on 512 rows)
+(``quantbench.measure.engines.static_builder``: fused Linear+ReLU, min/max calibration on 512 rows)
 and probed with the default ``ProbeConfig`` (or ``--objective latency``). Printed: every
 engine's figures, the pick and why, and the seconds spent since the interpreter started (the
 cost the probe adds to a cold run is what this script takes minus a bare ``import torch``).

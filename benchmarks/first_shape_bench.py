@@ -5,8 +5,8 @@ shape: ``onednn``'s quantized Linear builds one primitive (and lays its weight o
 its first call, and every later call of another shape takes a slower path. A model timed at
 batch 1 and then at batch 512 (or the other way round) is then timed on that slower path for
 one of them, which a deployment serving one batch size never takes. The timing harness
-(``quantbench.latency``) therefore gives each batch size copies of their own; this script shows
-the size of the effect it avoids.
+(``quantbench.measure.harness``) therefore gives each batch size copies of their own; this script
+shows the size of the effect it avoids.
 
 For every int8 engine this torch offers and both int8 kinds the workflow times on it (static:
 fused Linear+ReLU, min/max calibration, as the engine probe builds it; dynamic), two fresh

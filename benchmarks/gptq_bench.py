@@ -1,7 +1,7 @@
 """GPTQ against RTN on the default-size model: quantize time, per-layer error, checkpoint size.
 
 Trains a default-size MLP (hidden 256, 256) on the default synthetic traffic data (gaussian
-mixture data if ``quantbench.synthetic`` is missing), or loads a workflow FP32 checkpoint and
+mixture data if ``quantbench.data.synthetic`` is missing), or loads a workflow FP32 checkpoint and
 dataset, then quantizes it with ``gptq`` and ``rtn`` at 8, 4, 3 and 2 bits and prints one row
 per variant: quantize seconds (median of ``--repeats`` after one untimed warm-up), held-out
 output error of each layer, and the checkpoint file size as a share of the FP32 file.

@@ -1,13 +1,13 @@
 """The int8 kinds on the default-size model: accuracy, checkpoint size, speed vs FP32.
 
-Data: ``quantbench.synthetic.generate_flows(SyntheticConfig())`` when that module is present
+Data: ``quantbench.data.synthetic.generate_flows(SyntheticConfig())`` when that module is present
 (else a 30-feature gaussian-mixture stand-in; the output says which), non-finite rows dropped,
 a stratified 70/15/15 split and a StandardScaler fitted on the training rows, like the
 workflow's preprocessing. The FP32 MLP ([256, 256], dropout 0.1) is trained with
-``quantbench.train.train_fp32`` and the workflow's default training settings; then
+``quantbench.training.train.train_fp32`` and the workflow's default training settings; then
 ``ptq_dynamic``, ``ptq_static`` and ``qat`` run with their default parameters. Timing uses the
-workflow's harness (``quantbench.latency``) with one thread, FP32 and int8 models interleaved
-over ``--rounds`` rounds, best round kept.
+workflow's harness (``quantbench.measure.harness``) with one thread, FP32 and int8 models
+interleaved over ``--rounds`` rounds, best round kept.
 
 Usage: python benchmarks/int8_bench.py [--n-flows N] [--seed S] [--rounds R] [--sweep]
 ``--sweep`` adds variants (other observers, per-tensor weights) to see what each choice costs.

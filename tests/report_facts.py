@@ -91,7 +91,7 @@ def method_predictions(
 
 
 def coverage(m: Method) -> dict[str, Any]:
-    """A coverage record (quantbench.coverage.report's layout): the int8 kinds leave the head
+    """A coverage record (quantbench.quant.coverage.report's layout): the int8 kinds leave the head
     FP32 here, the weight-only kinds quantize every layer."""
     params, macs = [1000, 4000, 300], [960, 3968, 288]
     keep = 2 if m.kind.startswith(("ptq", "qat")) else None

@@ -19,8 +19,8 @@ from quantbench.core.sourcecheck import source_problem
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
 WEIGHT_ONLY_KINDS = ("rtn", "gptq")
-# The int4 kernel's limits (quantbench.int4: MAX_BITS, KERNEL_GROUPS[0]), repeated here so that
-# config checking needs no torch; tests/test_config.py checks that the two agree.
+# The int4 kernel's limits (quantbench.quant.weightonly.int4: MAX_BITS, KERNEL_GROUPS[0]), repeated
+# here so that config checking needs no torch; tests/core/test_config.py checks that the two agree.
 INT4_MAX_BITS = 4
 INT4_GROUP_MULTIPLE = 32
 

@@ -1,4 +1,4 @@
-"""The preprocess step: raw flow files -> ``data/dataset.npz`` (see :mod:`quantbench.dataset`).
+"""The preprocess step: raw flow files -> ``data/dataset.npz`` (see :mod:`quantbench.data.dataset`).
 
 ``run_preprocess`` reads raw flow files (CSV or ARFF, chunked, features as float32), cleans them
 (header whitespace, repeated header rows, duplicated names, inf/NaN per ``nonfinite``), drops

@@ -12,9 +12,9 @@
   may add padding and row offsets that torch does not expose; those are not counted;
 - quantized tensors held as buffers: their integer representation plus their parameters as
   above;
-- int4 kernel layers (:class:`quantbench.int4.Int4Linear`): their buffers, i.e. the packed
-  4-bit weight, the bfloat16 scales and offsets, the float32 bias and the input reordering
-  index (int64) where act-order needs one.
+- int4 kernel layers (:class:`quantbench.quant.weightonly.int4.Int4Linear`): their buffers, i.e.
+  the packed 4-bit weight, the bfloat16 scales and offsets, the float32 bias and the input
+  reordering index (int64) where act-order needs one.
 
 Not counted: Python numbers kept as attributes (the output scale and zero point of a quantized
 layer), activations, and the framework's own memory. A packed object that offers no

@@ -2,10 +2,10 @@
 
 One job per model, on the first replicate's FP32 checkpoint and dataset. With
 ``quantization.engine: auto`` every int8 engine this torch build offers gets the model
-statically quantized for it (:func:`quantbench.engines.static_builder`: fused Linear+ReLU,
+statically quantized for it (:func:`quantbench.measure.engines.static_builder`: fused Linear+ReLU,
 min/max ranges from ``CALIBRATION_ROWS`` training rows) and the engines are timed against each
-other in interleaved rounds in this one process (:func:`quantbench.engines.probe_engines`). The
-objective is throughput at ``evaluate.batch_size`` rows per call by default
+other in interleaved rounds in this one process (:func:`quantbench.measure.engines.probe_engines`).
+The objective is throughput at ``evaluate.batch_size`` rows per call by default
 (``quantization.probe_objective: latency`` times single rows); the fastest engine is kept, ties
 within 3 % going to the first in the default order. The record (``engine.json``) holds every
 engine's figures, the pick, the reason and the objective.

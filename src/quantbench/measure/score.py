@@ -2,8 +2,8 @@
 
 The score step writes facts only (see ``workflow/schemas/quality.schema.json``): the test labels,
 the model's predictions on the same rows, a fingerprint of those rows, the checkpoint's size,
-the bytes its weights occupy once loaded (:func:`quantbench.memory.resident_weight_bytes`) and
-the kernels one forward pass ran. The model runs the path it was quantized for: int8 checkpoints
+the bytes its weights occupy once loaded (:func:`quantbench.machine.memory.resident_weight_bytes`)
+and the kernels one forward pass ran. The model runs the path it was quantized for: int8 checkpoints
 with the engine they name, int4 layers on the int4 kernel (bfloat16 activations), so accuracy is
 scored on the path that is timed. Accuracy, macro-F1, per-class scores, confusion matrices and
 every comparison with FP32 are computed from these facts by the report, so a scoring job needs

@@ -71,7 +71,7 @@ def run_timing(
     Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
     process's peak RSS (both models, their ``LAYOUTS`` copies per block kind, the data and
     torch) and
-    the CPU facts (:func:`quantbench.cpu.cpu_facts`).
+    the CPU facts (:func:`quantbench.machine.cpu.cpu_facts`).
     """
     cfg = TimingConfig(**timing)
     set_threads(cfg.threads)

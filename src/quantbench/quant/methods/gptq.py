@@ -22,7 +22,7 @@ Steps, named as in the paper:
    (error-updated) columns; with ``static_groups`` they are fitted on ``W`` before any update,
    in the original column order, so act-order needs no group index.
 
-The grid and the packing are the ones ``rtn`` uses (:mod:`quantbench.grid`).
+The grid and the packing are the ones ``rtn`` uses (:mod:`quantbench.quant.weightonly.grid`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Params:
     ``percdamp``: dampening as a share of ``mean(diag(H))``; ``blocksize``: columns per lazy
     update; ``calibration_samples``: training rows the Hessians are built from;
     ``execution``: the path the codes run on at load (``auto``, ``dequantized``, ``int4``,
-    ``int8``; see :mod:`quantbench.weightonly`).
+    ``int8``; see :mod:`quantbench.quant.weightonly`).
     """
 
     bits: int = 4

@@ -1,6 +1,6 @@
 """Post-training static quantization: fixed int8 ranges for weights and activations.
 
-The model is traced with FX graph mode (:mod:`quantbench.ao`): fusion patterns (Conv1d+ReLU,
+The model is traced with FX graph mode (:mod:`quantbench.quant.ao`): fusion patterns (Conv1d+ReLU,
 Linear+ReLU) and observer places come from its graph, then observers record activation ranges
 on ``calibration_samples`` training rows (never validation or test rows). Conversion yields a
 graph whose fused layers run ``quantized::linear_relu`` / ``quantized::conv1d_relu``, the others

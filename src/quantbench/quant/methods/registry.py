@@ -5,7 +5,7 @@ A kind is one module exposing:
 - ``Params``: a frozen dataclass of the variant's parameters, validated in ``__post_init__``;
 - ``quantize(fp32_model, calib, params) -> QuantizedModel``: any ``nn.Module`` mapping
   ``(batch, n_features)`` rows to logits; its ``info`` carries a ``coverage`` record
-  (:mod:`quantbench.coverage`) naming every layer it quantized and every one it left FP32, and
+  (:mod:`quantbench.quant.coverage`) naming every layer it quantized and every one it left FP32, and
   why;
 - ``rebuild(spec, state, params) -> nn.Module``: the runnable module from checkpoint state and
   the model's :class:`quantbench.models.ModelSpec`.

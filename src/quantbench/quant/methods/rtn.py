@@ -1,8 +1,8 @@
 """Kind ``rtn``: round-to-nearest weight-only quantization on the shared grid, bit-packed.
 
 Each weight of every Linear and Conv1d layer is rounded to the nearest level of its group's grid
-(:mod:`quantbench.grid`), with no calibration. It shares the grid, the packing and the per-layer
-error report with ``gptq``, so ``rtn_wN`` against ``gptq_wN`` isolates the algorithm.
+(:mod:`quantbench.quant.weightonly.grid`), with no calibration. It shares the grid, the packing and
+the per-layer error report with ``gptq``, so ``rtn_wN`` against ``gptq_wN`` isolates the algorithm.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ERROR_ROWS = 2048
 class Params:
     """``bits`` per code (2..8); ``group_size`` columns per scale/zero (-1 = per output
     channel); ``symmetric`` grid or asymmetric; ``execution``: the path the codes run on at
-    load (``auto``, ``dequantized``, ``int4``, ``int8``; see :mod:`quantbench.weightonly`)."""
+    load (``auto``, ``dequantized``, ``int4``, ``int8``; see :mod:`quantbench.quant.weightonly`)."""
 
     bits: int = 4
     group_size: int = 32

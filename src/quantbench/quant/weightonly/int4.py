@@ -11,11 +11,12 @@ ATen's ``int4mm_kernel.cpp``) computes ``C = A Wᵀ`` with
   ``group`` consecutive columns, with the kernel's weight ``w = s * (q - 8) + o``;
 - limits: N a multiple of 16, K a multiple of ``group``, ``group`` one of 32, 64, 128, 256.
 
-quantbench's grid reads a code back as ``scale * (q - zero)`` (:mod:`quantbench.grid`), so
-``s = scale`` and ``o = scale * (8 - zero)``, both rounded to bfloat16 (8 significant bits where
-the stored float16 scales have 11). As ``|q - 8| <= 8`` and ``|8 - zero| <= 8``, the kernel's
-weight differs from ``QuantizedWeight.dequantize()`` by at most ``scale / 32`` (a sixteenth of
-the grid's own worst rounding error, ``scale / 2``); codes of fewer than 4 bits run the same way.
+quantbench's grid reads a code back as ``scale * (q - zero)``
+(:mod:`quantbench.quant.weightonly.grid`), so ``s = scale`` and ``o = scale * (8 - zero)``, both
+rounded to bfloat16 (8 significant bits where the stored float16 scales have 11). As
+``|q - 8| <= 8`` and ``|8 - zero| <= 8``, the kernel's weight differs from
+``QuantizedWeight.dequantize()`` by at most ``scale / 32`` (a sixteenth of the grid's own worst
+rounding error, ``scale / 2``); codes of fewer than 4 bits run the same way.
 
 Layout built at load (:func:`plan_layout`): each stored group's columns are placed side by side,
 groups in order of their index, each padded with zero columns to a multiple of the kernel group;

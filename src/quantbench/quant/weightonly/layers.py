@@ -48,8 +48,8 @@ PackedLayers = dict[str, tuple[QuantizedWeight, torch.Tensor | None, list[int]]]
 def require_kernels(
     model: nn.Module, execution: str, bits: int, group_size: int, n_features: int
 ) -> None:
-    """Before any work: stop (one line, :class:`quantbench.int4.Int4Unavailable`) when the int4
-    kernel cannot run the model's Linear layers on this torch and CPU."""
+    """Before any work: stop (one line, :class:`quantbench.quant.weightonly.int4.Int4Unavailable`)
+    when the int4 kernel cannot run the model's Linear layers on this torch and CPU."""
     if resolved_execution(execution, group_size) != "int4":
         return
     layers = [
