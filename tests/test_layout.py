@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "quantbench"
@@ -129,3 +132,20 @@ def test_no_module_over_400_lines_outside_report():
         and (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert long == {}
+
+
+def test_what_the_workflow_imports_at_parse_time_loads_no_torch():
+    """Snakemake parses the rule files before any job: the library modules they import (config
+    checking, rule inputs, a CSV source's files) must stay torch-free and quick."""
+    rules = PACKAGE.parents[1] / "workflow" / "rules"
+    found = {
+        m
+        for smk in rules.glob("*.smk")
+        for m in re.findall(r"^\s*from (quantbench[\w.]*) import", smk.read_text(), re.M)
+    }
+    assert {"quantbench.core.config", "quantbench.core.deps", "quantbench.data.tabular"} <= found
+    code = f"import sys; import {', '.join(sorted(found))}; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert out.stdout.strip() == "False"
