@@ -31,13 +31,14 @@ import torch  # noqa: E402
 T_TORCH = time.perf_counter()
 
 from quantbench.measure import engines  # noqa: E402
+from quantbench.measure.engine_record import OBJECTIVES  # noqa: E402
 from quantbench.models import build_model  # noqa: E402
 from quantbench.quant.ao import backend  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objective", choices=engines.OBJECTIVES, default="throughput")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="throughput")
     parser.add_argument("--json", default=None, help="write the record here")
     parser.add_argument("--fp32-rounds", type=int, default=10)
     args = parser.parse_args()
