@@ -14,8 +14,13 @@ import pytest
 
 from quantbench.report.quality import accuracy_difference
 from quantbench.report.recommend import RecommendConfig, recommendation
-from quantbench.report.replicates import holm, replicate_evidence
-from quantbench.report.stats import mcnemar, mcnemar_exact
+from quantbench.report.replicates import (
+    ReplicateEvidence,
+    combined_direction,
+    holm,
+    replicate_evidence,
+)
+from quantbench.report.stats import Interval, mcnemar, mcnemar_exact
 from quantbench.report.wording import NO_CHANGE, accuracy_verdict
 from tests.report_facts import Method, write_run
 from tests.test_report_summarize import run_summarize
@@ -152,3 +157,28 @@ def test_a_significantly_worse_replicate_beyond_the_bound_is_not_recommended(
     )
     loose = recommendation(by_model, RecommendConfig(max_accuracy_drop=5.0))["models"][0]
     assert loose["choice"] == "rtn_w4"
+
+
+@pytest.mark.parametrize(
+    ("side", "signs", "expected"),
+    [
+        (0, (-1, 0, -1), -1),  # the interval spans zero, two replicates worse: worse
+        (0, (1, 1, 0), 1),
+        (0, (0, 0, 0), 0),
+        (-1, (0, 0, 0), -1),  # the interval decides where no replicate disagrees
+        (-1, (-1, 0, 1), 0),  # replicates in opposite directions: nothing established
+        (-1, (0, 0, 1), 0),  # a replicate against the interval: nothing established
+        (1, (0, -1, 0), 0),
+        (1, (-1,), 1),  # one replicate: the interval alone
+    ],
+)
+def test_the_pareto_order_reads_replicates_as_the_verdict_does(
+    side: int, signs: tuple[int, ...], expected: int
+) -> None:
+    diffs = tuple(float(s) for s in signs)
+    ev = ReplicateEvidence(diffs, tuple(0.5 for _ in signs), signs, 0.05)
+    assert combined_direction(side, ev) == expected
+    interval = {-1: (-2.0, -3.0, -1.0), 0: (-1.0, -3.0, 1.0), 1: (2.0, 1.0, 3.0)}[side]
+    verdict = accuracy_verdict(Interval(*interval, "t"), evidence=ev)
+    read = -1 if verdict.startswith("worse") else 1 if verdict.startswith("better") else 0
+    assert read == expected, verdict

@@ -15,14 +15,8 @@ from typing import Any
 import numpy as np
 
 from quantbench.report.facts import REFERENCE, ModelFacts, Scored, Timed, load_schema, validate
-from quantbench.report.order import (
-    direction,
-    dominates,
-    interval_order,
-    pareto_front,
-    round_ratios,
-    speedup_interval,
-)
+from quantbench.report.order import round_ratios, speedup_interval
+from quantbench.report.pareto import add_pareto
 from quantbench.report.quality import (
     accuracy_difference,
     accuracy_interval,
@@ -30,7 +24,7 @@ from quantbench.report.quality import (
     macro_f1_interval,
 )
 from quantbench.report.replicates import replicate_evidence
-from quantbench.report.stats import Interval, ReportConfig, mcnemar
+from quantbench.report.stats import ReportConfig, mcnemar
 from quantbench.report.wording import REFERENCE as REFERENCE_WORD
 from quantbench.report.wording import accuracy_verdict, speed_verdict
 
@@ -329,34 +323,6 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         **timing_block(facts, method, cfg),
         "pareto": None,
     }
-
-
-def _speed(record: Metrics) -> Interval:
-    s = record["speedup"]["batch_1"]
-    return Interval(s["estimate"], s["ci"][0], s["ci"][1], s["method"])
-
-
-def add_pareto(facts: ModelFacts, records: Sequence[Metrics], cfg: ReportConfig) -> None:
-    """Mark the accuracy vs batch-1 latency Pareto front, with intervals (see stats.dominates).
-
-    Accuracy: the paired difference between the two methods over the same replicates and rows;
-    latency: the two batch-1 speed-up intervals vs FP32 do not overlap.
-    """
-    if any(r["speedup"] is None for r in records):
-        return  # a model without timing (FP32 alone) has no latency axis
-    n = len(records)
-    correct = [[s.correct for s in facts.scored(r["method"])] for r in records]
-    acc = [[0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            diff = accuracy_difference(correct[j], correct[i], cfg.confidence)  # i - j
-            acc[i][j], acc[j][i] = direction(diff, 0.0), -direction(diff, 0.0)
-    speeds = [_speed(r) for r in records]
-    speed = [[interval_order(a, b) if a is not b else 0 for b in speeds] for a in speeds]
-    front = set(pareto_front(acc, speed))
-    for i, r in enumerate(records):
-        beaten_by = [records[j]["method"] for j in range(n) if dominates(acc[j][i], speed[j][i])]
-        r["pareto"] = {"on_front": i in front, "dominated_by": beaten_by}
 
 
 def build_records(facts: ModelFacts, cfg: ReportConfig) -> list[Metrics]:

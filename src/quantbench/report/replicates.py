@@ -94,3 +94,17 @@ def replicate_evidence(
         for t, p in zip(tests, adjusted, strict=True)
     )
     return ReplicateEvidence(tuple(map(float, diffs_pt)), tuple(adjusted), signs, alpha)
+
+
+def combined_direction(side: int, evidence: ReplicateEvidence) -> int:
+    """The direction the interval (``side``: -1, 0, +1) and the replicates establish together,
+    as the accuracy verdict reads it: replicates significant in opposite directions, or one
+    against the interval, establish none (0); with the interval containing 0, replicates
+    significant in one direction only establish it. One replicate: the interval alone."""
+    if evidence.of < 2:
+        return side
+    if evidence.worse and evidence.better:
+        return 0
+    if side != 0:
+        return 0 if (evidence.better if side < 0 else evidence.worse) else side
+    return -1 if evidence.worse else 1 if evidence.better else 0

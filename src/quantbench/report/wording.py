@@ -17,6 +17,8 @@ from quantbench.report.stats import Interval
 NO_CHANGE = "no measurable change"
 NO_DIFFERENCE = "no measurable difference"
 REFERENCE = "reference"
+INCONSISTENT = "inconsistent across replicates"
+_FROM_REPLICATES = ("worse in ", "better in ", INCONSISTENT)
 _MAX_PLACES = 12
 
 
@@ -72,19 +74,21 @@ def _replicate_verdict(side: int, ev: ReplicateEvidence, decimals: int) -> str |
     span = _range_text(*ev.diff_range, decimals, "pt")
     if ev.worse and ev.better:
         counts = f"worse in {ev.worse}, better in {ev.better} of {ev.of}"
-        return f"inconsistent across replicates: {counts} {span}"
+        return f"{INCONSISTENT}: {counts} {span}"
     against = ev.better if side < 0 else ev.worse if side > 0 else 0
     if against:
         said, found = ("worse", "better") if side < 0 else ("better", "worse")
-        return (
-            f"inconsistent across replicates: the interval reads {said}, {against} of {ev.of} "
-            f"{found} {span}"
-        )
+        return f"{INCONSISTENT}: the interval reads {said}, {against} of {ev.of} {found} {span}"
     if side != 0 or not (ev.worse or ev.better):
         return None
     word, k = ("worse", ev.worse) if ev.worse else ("better", ev.better)
     count = f"all {ev.of}" if k == ev.of else f"{k} of {ev.of}"
     return f"{word} in {count} replicates {span}"
+
+
+def from_replicates(verdict: str) -> bool:
+    """Whether an accuracy verdict is the replicates' own (they overruled the interval)."""
+    return verdict.startswith(_FROM_REPLICATES)
 
 
 def accuracy_verdict(
