@@ -56,9 +56,9 @@ def interval_text(interval: Interval, decimals: int, null: float | None = None) 
     return f"{e} [{lo}, {hi}]"
 
 
-def _range_text(lo: float, hi: float, decimals: int, unit: str) -> str:
+def _range_text(lo: float, hi: float, decimals: int, suffix: str) -> str:
     """``(-20.5 … -0.3 pt)``: a range of per-replicate (or per-round) figures."""
-    return f"({fixed(lo, decimals)} … {fixed(hi, decimals)} {unit})".replace(" ×)", "×)")
+    return f"({fixed(lo, decimals)} … {fixed(hi, decimals)}{suffix})"
 
 
 def _replicate_verdict(side: int, ev: ReplicateEvidence, decimals: int) -> str | None:
@@ -71,7 +71,7 @@ def _replicate_verdict(side: int, ev: ReplicateEvidence, decimals: int) -> str |
     """
     if ev.of < 2:
         return None
-    span = _range_text(*ev.diff_range, decimals, "pt")
+    span = _range_text(*ev.diff_range, decimals, " pt")
     if ev.worse and ev.better:
         counts = f"worse in {ev.worse}, better in {ev.better} of {ev.of}"
         return f"{INCONSISTENT}: {counts} {span}"
