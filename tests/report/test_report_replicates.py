@@ -22,8 +22,8 @@ from quantbench.report.replicates import (
 )
 from quantbench.report.stats import Interval, mcnemar, mcnemar_exact
 from quantbench.report.wording import NO_CHANGE, accuracy_verdict
-from tests.report_facts import Method, write_run
 from tests.report.test_report_summarize import run_summarize
+from tests.report_facts import Method, write_run
 
 ROWS = 3000
 CONFIDENCE = 0.95
