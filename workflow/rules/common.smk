@@ -179,6 +179,90 @@ def get_score_input(wildcards):
     return inputs
 
 
+def deploy_versions():
+    """Recorded in params so that an onnx, onnxruntime or torch upgrade re-exports and re-checks."""
+    out = {}
+    for name in ("onnx", "onnxruntime", "torch"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def exporting():
+    return bool(config["deploy"]["export"])
+
+
+def artifact_dir(model, rep, method):
+    return f"results/deploy/{model}/{rep}/{method}"
+
+
+def method_lib(method, *entries):
+    """Library files of a step that rebuilds the variant's checkpoint (its kind's module too)."""
+    if method == "fp32":
+        return lib(*entries)
+    return lib(*entries, kind_file(kind_of(method)))
+
+
+def get_export_model_input(wildcards):
+    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
+    return {
+        "checkpoint": checkpoint(model, rep, method),
+        "preprocessor": f"results/data/{rep}/preprocessor.joblib",
+        "card": f"results/data/{rep}/data_card.json",
+        "lib": method_lib(method, "deploy/artifact.py"),
+    }
+
+
+def get_check_parity_input(wildcards):
+    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
+    folder = artifact_dir(model, rep, method)
+    return {
+        "onnx": f"{folder}/model.onnx",
+        "manifest": f"{folder}/manifest.json",
+        "checkpoint": checkpoint(model, rep, method),
+        "dataset": f"results/data/{rep}/dataset.npz",
+        "raw_test": f"results/data/{rep}/test_raw.npz",
+        "lib": method_lib(method, "deploy/parity.py"),
+    }
+
+
+def artifact_files():
+    if not exporting():
+        return []
+    return expand(
+        "results/deploy/{model}/{rep}/{method}/{file}",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+        file=["model.onnx", "manifest.json"],
+    )
+
+
+def parity_files():
+    if not exporting():
+        return []
+    return expand(
+        "results/parity/{model}/{rep}/{method}.json",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+    )
+
+
+def figures_files():
+    """Each artifact's figures, written by summarize beside it (read by nothing: no cycle)."""
+    if not exporting():
+        return []
+    return expand(
+        "results/deploy/{model}/{rep}/{method}/figures.json",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+    )
+
+
 def get_time_input(wildcards):
     model, method = wildcards.model, wildcards.method
     return {
@@ -241,7 +325,7 @@ def get_final_output():
     data += expand(
         "results/data/{rep}/{name}",
         rep=REPS,
-        name=["dataset.npz", "preprocessor.joblib", "data_card.json"],
+        name=["dataset.npz", "preprocessor.joblib", "data_card.json", "test_raw.npz"],
     )
     models = expand(
         "results/models/{model}/{rep}/{file}",
@@ -257,6 +341,9 @@ def get_final_output():
         *quality_files(),
         *timing_files(),
         *metrics_files(),
+        *artifact_files(),
+        *parity_files(),
+        *figures_files(),
         "results/summary.csv",
         "results/summary.md",
         "results/recommendation.json",
