@@ -1,0 +1,67 @@
+"""The export and parity steps on a real checkpoint: raw rows through the artifact match torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantbench.checkpoint import save_checkpoint
+from quantbench.data import DataConfig, run_preprocess
+from quantbench.dataset import load_dataset
+from quantbench.deploy.artifact import run_export
+from quantbench.deploy.manifest import read_manifest, sha256_file
+from quantbench.deploy.parity import run_parity
+from quantbench.files import read_json
+from quantbench.models import resolve
+from tests.deploy_helpers import flows
+
+FILES = ("model.onnx", "manifest.json")
+SPECS = {
+    "mlp": {"arch": "mlp", "hidden": [32, 32], "dropout": 0.0},
+    "cnn1d": {"arch": "cnn1d", "channels": [4, 8], "kernel_size": 3, "pool": 2, "hidden": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    flows(800).to_csv(root / "raw.csv", index=False)
+    cfg = DataConfig(categorical_columns=("proto", "state"))
+    outs = [root / n for n in ("dataset.npz", "preprocessor.joblib", "data_card.json")]
+    run_preprocess(str(root / "raw.csv"), cfg, 3, *outs, root / "test_raw.npz")
+    return root
+
+
+def fp32_checkpoint(data: Path, arch: str, out: Path) -> Path:
+    ds = load_dataset(data / "dataset.npz")
+    spec = resolve(SPECS[arch], ds.n_features, ds.n_classes)
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    meta = {
+        "method": "fp32", "kind": "fp32", "params": {}, "model": spec.to_dict(),
+        "feature_names": list(ds.feature_names), "class_names": list(ds.class_names), "seed": 3,
+    }  # fmt: skip
+    save_checkpoint(out, meta, model.state_dict())
+    return out
+
+
+@pytest.mark.parametrize("arch", list(SPECS))
+def test_fp32_artifact_matches_torch_on_raw_test_rows(data: Path, tmp_path: Path, arch: str):
+    ckpt = fp32_checkpoint(data, arch, tmp_path / "fp32.pt")
+    folder = tmp_path / "deploy" / arch / "seed3" / "fp32"
+    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    run_export(str(ckpt), pre, card, arch, "seed3", *(str(folder / n) for n in FILES))
+    manifest = read_manifest(folder)
+    assert manifest.raw["checkpoint_sha256"] == sha256_file(ckpt)
+    assert manifest.raw["method"] == {"name": "fp32", "kind": "fp32", "params": {}}
+    assert manifest.raw["layers"] and all(x["fallback"] is None for x in manifest.raw["layers"])
+    out = tmp_path / "parity.json"
+    run_parity(str(folder), str(ckpt), str(data / "dataset.npz"), str(data / "test_raw.npz"),
+               str(out))  # fmt: skip
+    record = read_json(out)
+    assert record["rows"] == 120 and record["agreement"] == 1.0
+    assert record["max_abs_logit_diff"] <= 1e-4
+    assert record["session"]["intra_op_num_threads"] == 1
+    assert record["artifact_accuracy"] == record["torch_accuracy"]
