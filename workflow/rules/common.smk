@@ -211,7 +211,7 @@ def get_export_model_input(wildcards):
         "checkpoint": checkpoint(model, rep, method),
         "preprocessor": f"results/data/{rep}/preprocessor.joblib",
         "card": f"results/data/{rep}/data_card.json",
-        "lib": method_lib(method, "deploy/artifact.py"),
+        "lib": method_lib(method, "deploy/artifact.py", "data.py"),  # the pickle needs data.py
     }
 
 
