@@ -14,6 +14,8 @@ Every problem the user can fix raises :class:`PredictError` (or an ``ArtifactErr
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from quantbench.tabular import ReadSpec, Table, iter_chunks, open_table, text_fr
 MISSING_TEXT = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", ""})
 PREDICTED = "predicted"
 PROBABILITY = "probability_"
+DECIMALS = 6  # probabilities are written with six decimals
 
 
 class PredictError(ValueError):
@@ -143,7 +146,8 @@ def _session(folder: Path) -> Any:
 
 def _predict_chunk(
     chunk: pd.DataFrame, cols: Columns, manifest: Manifest, sess: Any, where: Path
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(the kept columns, class indices, probabilities) of one chunk."""
     feeds: dict[str, np.ndarray] = {}
     if cols.numeric:
         feeds["numeric"] = _numbers(chunk, cols.numeric, where)
@@ -151,11 +155,54 @@ def _predict_chunk(
     if cols.categorical:
         feeds["categorical"] = _categories(chunk, cols, manifest, where)
     probs, label = sess.run(["probabilities", "label"], feeds)
-    out = pd.DataFrame({c: chunk[c].to_numpy() for c in cols.kept}, index=chunk.index)
-    out[PREDICTED] = np.asarray(manifest.classes, dtype=object)[label]
-    for k, name in enumerate(manifest.classes):
-        out[f"{PROBABILITY}{name}"] = probs[:, k]
-    return out
+    return chunk[list(cols.kept)], label, probs
+
+
+def _fixed_point(probs: np.ndarray) -> np.ndarray:
+    """Probabilities as ``d.dddddd`` fields, comma-separated, newline-terminated: one fixed-width
+    byte row per input row (formatting floats one by one would take most of the run)."""
+    n, k = probs.shape
+    q = np.rint(np.clip(probs, 0.0, 1.0).astype(np.float64) * 10**DECIMALS).astype(np.int64)
+    out = np.empty((n, k, DECIMALS + 3), dtype=np.uint8)
+    out[:, :, 0] = ord("0") + q // 10**DECIMALS
+    out[:, :, 1] = ord(".")
+    for i in range(DECIMALS):
+        out[:, :, 2 + i] = ord("0") + (q // 10 ** (DECIMALS - 1 - i)) % 10
+    out[:, :, -1] = ord(",")
+    out[:, -1, -1] = ord("\n")
+    return out.reshape(n, -1).view(f"S{k * (DECIMALS + 3)}").ravel()
+
+
+def _cell(text: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+def _row(values: Any) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(["" if pd.isna(v) else v for v in values])
+    return buf.getvalue().encode()
+
+
+class _Writer:
+    """Writes the output CSV: kept columns, ``predicted``, one probability column per class."""
+
+    def __init__(self, fh: IO[bytes], kept: tuple[str, ...], classes: tuple[str, ...]) -> None:
+        self.fh, self.kept = fh, kept
+        self.names = np.array([(_cell(c) + ",").encode() for c in classes], dtype=object)
+        header = [*kept, PREDICTED, *(f"{PROBABILITY}{c}" for c in classes)]
+        fh.write((",".join(_cell(h) for h in header) + "\n").encode())
+
+    def write(self, kept: pd.DataFrame, label: np.ndarray, probs: np.ndarray) -> None:
+        prefix = self.names[label]
+        if self.kept:
+            text = kept.to_csv(header=False, index=False, lineterminator="\n").encode()
+            lines = text.split(b"\n")[: len(kept)]
+            if text.count(b"\n") != len(kept):  # a kept value holds a line break: row by row
+                lines = [_row(values) for values in kept.itertuples(index=False)]
+            prefix = [a + b"," + b for a, b in zip(lines, prefix, strict=True)]
+        self.fh.write(b"".join(a + b for a, b in zip(prefix, _fixed_point(probs), strict=True)))
 
 
 def _progress(enabled: bool) -> Callable[[int, bool], None]:
@@ -197,17 +244,13 @@ def predict_csv(
     sess = _session(folder)
     show = _progress(sys.stderr.isatty() if progress is None else progress)
     rows = 0
-    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        writer = _Writer(fh, cols.kept, manifest.classes)
         for chunk in _chunks(table, manifest, cols, chunk_rows or r.chunk_rows):
-            frame = _predict_chunk(chunk, cols, manifest, sess, source)
-            _write(frame, fh, header=rows == 0)
-            rows += len(frame)
+            writer.write(*_predict_chunk(chunk, cols, manifest, sess, source))
+            rows += len(chunk)
             show(rows, False)
         if rows == 0:
             raise PredictError(f"{source}: no data rows (a header only); give a file with rows")
     show(rows, True)
     return rows
-
-
-def _write(frame: pd.DataFrame, fh: IO[str], header: bool) -> None:
-    frame.to_csv(fh, header=header, index=False, float_format="%.6g", lineterminator="\n")
