@@ -162,3 +162,16 @@ def test_console_script_runs_without_torch(made, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no progress line when stderr is not a terminal
     assert len(pd.read_csv(out)) == 30
+
+
+def test_progress_line_only_when_asked_for_a_terminal(made, tmp_path: Path, capsys) -> None:
+    src, out = tmp_path / "new.csv", tmp_path / "out.csv"
+    new_rows(120).to_csv(src, index=False)
+    predict_csv(made.folder, src, out, chunk_rows=50, progress=True)
+    err = capsys.readouterr().err
+    updates = err.split("\r")[1:]  # one per chunk (50, 100, 120 rows), then the final line
+    assert [u.split(" rows")[0] for u in updates] == ["quantbench predict: " + n for n in
+                                                      ("50", "100", "120", "120")]  # fmt: skip
+    assert err.endswith("\n") and err.count("\n") == 1
+    predict_csv(made.folder, src, out, chunk_rows=50)  # stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""

@@ -206,12 +206,14 @@ def method_lib(method, *entries):
 
 
 def get_export_model_input(wildcards):
+    """The checkpoint, the replicate's fitted preprocessor (unpickling it runs data.py) and
+    data card (the reader rules), and the library."""
     model, rep, method = wildcards.model, wildcards.rep, wildcards.method
     return {
         "checkpoint": checkpoint(model, rep, method),
         "preprocessor": f"results/data/{rep}/preprocessor.joblib",
         "card": f"results/data/{rep}/data_card.json",
-        "lib": method_lib(method, "deploy/artifact.py", "data.py"),  # the pickle needs data.py
+        "lib": method_lib(method, "deploy/artifact.py", "data.py"),
     }
 
 
