@@ -175,3 +175,18 @@ def test_progress_line_only_when_asked_for_a_terminal(made, tmp_path: Path, caps
     assert err.endswith("\n") and err.count("\n") == 1
     predict_csv(made.folder, src, out, chunk_rows=50)  # stderr is not a terminal under pytest
     assert capsys.readouterr().err == ""
+
+
+def test_recommended_artifact_or_one_line_when_none_passes(made, tmp_path: Path) -> None:
+    from quantbench.deploy.predict import PredictError, predict_recommended
+
+    src, out = tmp_path / "new.csv", tmp_path / "out.csv"
+    new_rows(10).to_csv(src, index=False)
+    rec = tmp_path / "recommendation.json"
+    artifact = str(made.folder / "model.onnx")
+    rec.write_text(json.dumps({"models": [{"model": "lin", "artifact": artifact}]}))
+    assert predict_recommended(str(rec), "lin", str(src), str(out)) == 10
+    rec.write_text(json.dumps({"models": [{"model": "lin", "artifact": None}]}))
+    with pytest.raises(PredictError, match="no deployable artifact for model 'lin'"):
+        predict_recommended(str(rec), "lin", str(src), str(tmp_path / "none.csv"))
+    assert not (tmp_path / "none.csv").exists()

@@ -173,6 +173,19 @@ def test_every_artifact_holds_parity_and_the_recommendation_names_one(done, tmp_
     assert len(predicted) == 1500 and set(predicted[0]) >= {"label", "predicted"}
 
 
+def test_a_configured_csv_is_predicted_with_the_recommended_artifact(copy_of_done):
+    import csv
+
+    edit_config(copy_of_done, lambda c: c.update(deploy={"predict": "results/data/raw.csv"}))
+    assert planned_jobs(copy_of_done) == {job_name("predict_rows", MODEL): 1}
+    run_ok(copy_of_done, "--cores", "2")
+    rows = list(csv.DictReader((copy_of_done / "results/predictions" / f"{MODEL}.csv").open()))
+    raw = list(csv.DictReader((copy_of_done / "results/data/raw.csv").open()))
+    assert len(rows) == len(raw) and [r["label"] for r in rows] == [r["label"] for r in raw]
+    hits = sum(r["predicted"] == r["label"] for r in rows)
+    assert hits / len(rows) > 0.6
+
+
 def test_export_off_plans_no_deploy_jobs(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     planned = planned_jobs(workdir)

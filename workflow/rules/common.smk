@@ -265,6 +265,29 @@ def figures_files():
     )
 
 
+def prediction_files():
+    """Each model's predictions of the configured CSV (deploy.predict), when there is one."""
+    if not exporting() or not config["deploy"]["predict"]:
+        return []
+    return expand("results/predictions/{model}.csv", model=MODELS)
+
+
+def get_predict_rows_input(wildcards):
+    """The CSV, the recommendation that names the artifact, and every artifact it may name."""
+    return {
+        "csv": config["deploy"]["predict"],
+        "recommendation": "results/recommendation.json",
+        "artifacts": expand(
+            "results/deploy/{model}/{rep}/{method}/{file}",
+            model=wildcards.model,
+            rep=TIMED_REP,
+            method=VARIANTS,
+            file=["model.onnx", "manifest.json"],
+        ),
+        "lib": lib("deploy/predict.py"),
+    }
+
+
 def get_time_input(wildcards):
     model, method = wildcards.model, wildcards.method
     return {
@@ -346,6 +369,7 @@ def get_final_output():
         *artifact_files(),
         *parity_files(),
         *figures_files(),
+        *prediction_files(),
         "results/summary.csv",
         "results/summary.md",
         "results/recommendation.json",

@@ -254,3 +254,18 @@ def predict_csv(
             raise PredictError(f"{source}: no data rows (a header only); give a file with rows")
     show(rows, True)
     return rows
+
+
+def predict_recommended(recommendation_path: str, model: str, csv_path: str, out_path: str) -> int:
+    """Classify ``csv_path`` with the artifact ``recommendation.json`` names for ``model``."""
+    import json
+
+    rec = json.loads(Path(recommendation_path).read_text(encoding="utf-8"))
+    entry = next((m for m in rec["models"] if m["model"] == model), None)
+    artifact = entry and entry.get("artifact")
+    if not artifact:
+        raise PredictError(
+            f"{recommendation_path}: no deployable artifact for model '{model}' (none passes "
+            "parity, or deploy.export is off); see summary.md, 'Deployable ONNX artifacts'"
+        )
+    return predict_csv(Path(artifact).parent, csv_path, out_path, progress=False)
