@@ -190,3 +190,12 @@ def test_recommended_artifact_or_one_line_when_none_passes(made, tmp_path: Path)
     with pytest.raises(PredictError, match="no deployable artifact for model 'lin'"):
         predict_recommended(str(rec), "lin", str(src), str(tmp_path / "none.csv"))
     assert not (tmp_path / "none.csv").exists()
+
+
+def test_the_console_script_points_at_the_cli() -> None:
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, func = scripts["quantbench"].split(":")
+    assert getattr(importlib.import_module(module), func) is main
