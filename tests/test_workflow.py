@@ -272,6 +272,11 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
     assert planned_jobs(copy_of_done) == {"summarize": 1}
 
 
+def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
+    edit_config(copy_of_done, lambda c: c.update(report={"parity": {"quantized_agreement": 0.9}}))
+    assert planned_jobs(copy_of_done) == {"summarize": 1}
+
+
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
