@@ -80,10 +80,14 @@ class Made:
     ds: object
 
 
-def make_artifact(tmp_path: Path, cfg: DataConfig | None = None, seed: int = 0) -> Made:
-    """An artifact of a seeded linear model over the preprocessing of ``flows()``."""
-    raw = tmp_path / "raw.csv"
-    flows(seed=seed).to_csv(raw, index=False)
+def make_artifact(
+    tmp_path: Path, cfg: DataConfig | None = None, seed: int = 0, raw: Path | None = None
+) -> Made:
+    """An artifact of a seeded linear model over the preprocessing of ``raw`` (default:
+    ``flows()`` written to ``tmp_path``)."""
+    if raw is None:
+        raw = tmp_path / "raw.csv"
+        flows(seed=seed).to_csv(raw, index=False)
     cfg = cfg or DataConfig(categorical_columns=("proto", "state"))
     ds, pre, card, rows = preprocess_with_raw_test(str(raw), cfg, seed=1)
     rng = np.random.default_rng(seed)

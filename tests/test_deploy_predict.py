@@ -200,3 +200,40 @@ def test_the_console_script_points_at_the_cli() -> None:
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     module, func = re.search(r'^quantbench = "([\w.]+):(\w+)"$', section, re.M).groups()
     assert getattr(importlib.import_module(module), func) is main
+
+
+FIXTURES = ROOT / "tests" / "fixtures"
+PRESET_FILES = {
+    "unsw_nb15": ("UNSW_NB15_training-set.csv", ["id", "attack_cat", "label"]),
+    "nsl_kdd": ("KDDTrain+.txt", ["label", "difficulty"]),
+    "cic_darknet2020": ("darknet.csv", None),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_FILES))
+def test_a_preset_file_is_read_as_the_workflow_read_it(preset: str, tmp_path: Path) -> None:
+    from quantbench.data import data_config_from_mapping
+    from quantbench.tabular import iter_chunks, numeric_block, open_table
+
+    name, kept = PRESET_FILES[preset]
+    path = FIXTURES / name
+    cfg = data_config_from_mapping({"preset": preset, "csv": {"path": str(path)}})
+    made = make_artifact(tmp_path, cfg, raw=path)
+    out = tmp_path / "out.csv"
+    args = ["predict", str(made.folder), str(path), "-o", str(out)]
+    assert main([*args, "--unknown-categories", "encode", "--nonfinite", "blank"]) == 0
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    table = open_table(path, cfg.read_spec())
+    raw = pd.concat(iter_chunks(table, cfg.read_spec(), set(table.columns)))
+    assert len(got) == len(raw)
+    if kept is not None:  # identifier and label columns come back as they were
+        assert list(got.columns[: len(kept)]) == kept
+        for c in kept:
+            assert (got[c].str.strip() == raw[c].fillna("").astype(str).str.strip()).all(), c
+    numbers = numeric_block(raw.reset_index(drop=True), made.pre.numeric_columns, "raw")
+    blank = ~np.isfinite(numbers).all(axis=1)  # written blank: --nonfinite blank
+    assert (got["predicted"] == "").to_numpy().tolist() == blank.tolist()
+    assert set(got["predicted"][~blank]) <= set(made.pre.class_names)
+    probs = got.filter(like="probability_")[~blank].astype(float).to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (got.filter(like="probability_")[blank] == "").all(axis=None)

@@ -29,6 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--chunk-rows", type=int, default=None, help="rows per chunk (default: the manifest's)"
     )
+    predict.add_argument(
+        "--unknown-categories",
+        choices=("error", "encode"),
+        default="error",
+        help="a category never seen in training: stop with an error (default), or encode it as "
+        "the workflow scored such rows (no one-hot bit, ordinal code -1)",
+    )
+    predict.add_argument(
+        "--nonfinite",
+        choices=("error", "blank"),
+        default="error",
+        help="a missing or infinite value where the model was trained without imputing: stop "
+        "with an error (default), or write that row with an empty class and probabilities",
+    )
     return parser
 
 
@@ -40,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("quantbench predict: --chunk-rows must be 1 or more", file=sys.stderr)
         return 1
     try:
-        predict_csv(args.artifact, args.csv, args.output, chunk_rows=args.chunk_rows)
+        predict_csv(
+            args.artifact,
+            args.csv,
+            args.output,
+            chunk_rows=args.chunk_rows,
+            unknown_categories=args.unknown_categories,
+            nonfinite=args.nonfinite,
+        )
     except KeyboardInterrupt:
         print("quantbench predict: interrupted; no output written", file=sys.stderr)
         return 130

@@ -35,6 +35,8 @@ MISSING_TEXT = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", ""})
 PREDICTED = "predicted"
 PROBABILITY = "probability_"
 DECIMALS = 6  # probabilities are written with six decimals
+UNKNOWN_CATEGORIES = ("error", "encode")
+NONFINITE = ("error", "blank")
 
 
 class PredictError(ValueError):
@@ -43,6 +45,21 @@ class PredictError(ValueError):
 
 def _norm(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class Job:
+    """One prediction run: the CSV and what to do with values the model was not trained on."""
+
+    source: Path
+    unknown_categories: str = "error"
+    nonfinite: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.unknown_categories not in UNKNOWN_CATEGORIES:
+            raise ValueError(f"unknown_categories must be one of {UNKNOWN_CATEGORIES}")
+        if self.nonfinite not in NONFINITE:
+            raise ValueError(f"nonfinite must be one of {NONFINITE}")
 
 
 @dataclass(frozen=True)
@@ -104,24 +121,30 @@ def _numbers(chunk: pd.DataFrame, columns: tuple[str, ...], where: Path) -> np.n
     return out
 
 
-def _check_finite(block: np.ndarray, chunk: pd.DataFrame, cols: Columns, manifest: Manifest,
-                  where: Path) -> None:  # fmt: skip
+def _unusable_rows(
+    block: np.ndarray, chunk: pd.DataFrame, cols: Columns, manifest: Manifest, job: Job
+) -> np.ndarray:
+    """Rows with a missing or infinite value the model cannot take (none where the graph
+    imputes); PredictError unless ``job.nonfinite`` is ``blank``."""
     if manifest.reader.nonfinite == "median":
-        return  # the graph imputes NaN and ±inf with the training medians
+        return np.zeros(len(block), dtype=bool)  # the graph imputes them with training medians
     bad = ~np.isfinite(block)
-    if bad.any():
+    if bad.any() and job.nonfinite == "error":
         i, j = np.argwhere(bad)[0]
         raise PredictError(
-            f"{where}: data row {int(chunk.index[i]) + 1}, column '{cols.numeric[j]}': "
+            f"{job.source}: data row {int(chunk.index[i]) + 1}, column '{cols.numeric[j]}': "
             f"{'empty or NaN' if np.isnan(block[i, j]) else block[i, j]}; the model was trained "
             f"with data.nonfinite: {manifest.reader.nonfinite} (no missing or infinite values), "
-            "so fill in a finite number or remove the row"
+            "so fill in a finite number, remove the row, or pass --nonfinite blank"
         )
+    rows = bad.any(axis=1)
+    block[rows] = 0.0  # classified, then written blank
+    return rows
 
 
-def _categories(chunk: pd.DataFrame, cols: Columns, manifest: Manifest, where: Path) -> Any:
+def _categories(chunk: pd.DataFrame, cols: Columns, manifest: Manifest, job: Job) -> Any:
     texts = text_frame(chunk, cols.categorical)
-    for name in cols.categorical:
+    for name in cols.categorical if job.unknown_categories == "error" else ():
         known = manifest.vocabularies[name]
         values = texts[name]
         unknown = ~values.isin(known).to_numpy()
@@ -129,9 +152,9 @@ def _categories(chunk: pd.DataFrame, cols: Columns, manifest: Manifest, where: P
             pos = int(np.argmax(unknown))
             shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
             raise PredictError(
-                f"{where}: data row {int(chunk.index[pos]) + 1}, column '{name}': category "
+                f"{job.source}: data row {int(chunk.index[pos]) + 1}, column '{name}': category "
                 f"{values.iloc[pos]!r} was never seen in training (known: {shown}); map it to "
-                "a known category or remove the row"
+                "a known category, remove the row, or pass --unknown-categories encode"
             )
     return texts.to_numpy(dtype=object)
 
@@ -145,17 +168,18 @@ def _session(folder: Path) -> Any:
 
 
 def _predict_chunk(
-    chunk: pd.DataFrame, cols: Columns, manifest: Manifest, sess: Any, where: Path
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(the kept columns, class indices, probabilities) of one chunk."""
+    chunk: pd.DataFrame, cols: Columns, manifest: Manifest, sess: Any, job: Job
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """(the kept columns, class indices, probabilities, rows to write blank) of one chunk."""
     feeds: dict[str, np.ndarray] = {}
+    blank = np.zeros(len(chunk), dtype=bool)
     if cols.numeric:
-        feeds["numeric"] = _numbers(chunk, cols.numeric, where)
-        _check_finite(feeds["numeric"], chunk, cols, manifest, where)
+        feeds["numeric"] = _numbers(chunk, cols.numeric, job.source)
+        blank = _unusable_rows(feeds["numeric"], chunk, cols, manifest, job)
     if cols.categorical:
-        feeds["categorical"] = _categories(chunk, cols, manifest, where)
+        feeds["categorical"] = _categories(chunk, cols, manifest, job)
     probs, label = sess.run(["probabilities", "label"], feeds)
-    return chunk[list(cols.kept)], label, probs
+    return chunk[list(cols.kept)], label, probs, blank
 
 
 def _fixed_point(probs: np.ndarray) -> np.ndarray:
@@ -194,15 +218,22 @@ class _Writer:
         header = [*kept, PREDICTED, *(f"{PROBABILITY}{c}" for c in classes)]
         fh.write((",".join(_cell(h) for h in header) + "\n").encode())
 
-    def write(self, kept: pd.DataFrame, label: np.ndarray, probs: np.ndarray) -> None:
+    def write(
+        self, kept: pd.DataFrame, label: np.ndarray, probs: np.ndarray, blank: np.ndarray
+    ) -> None:
         prefix = self.names[label]
+        values = _fixed_point(probs)
+        if blank.any():  # an empty class and empty probabilities
+            prefix, values = prefix.copy(), values.astype(object)
+            prefix[blank] = b","
+            values[blank] = b"," * (probs.shape[1] - 1) + b"\n"
         if self.kept:
             text = kept.to_csv(header=False, index=False, lineterminator="\n").encode()
             lines = text.split(b"\n")[: len(kept)]
             if text.count(b"\n") != len(kept):  # a kept value holds a line break: row by row
                 lines = [_row(values) for values in kept.itertuples(index=False)]
             prefix = [a + b"," + b for a, b in zip(lines, prefix, strict=True)]
-        self.fh.write(b"".join(a + b for a, b in zip(prefix, _fixed_point(probs), strict=True)))
+        self.fh.write(b"".join(a + b for a, b in zip(prefix, values, strict=True)))
 
 
 def _progress(enabled: bool) -> Callable[[int, bool], None]:
@@ -231,12 +262,21 @@ def predict_csv(
     out_path: str | Path,
     chunk_rows: int | None = None,
     progress: bool | None = None,
+    unknown_categories: str = "error",
+    nonfinite: str = "error",
 ) -> int:
-    """Classify every row of ``csv_path`` into ``out_path``; the number of rows written."""
+    """Classify every row of ``csv_path`` into ``out_path``; the number of rows written.
+
+    ``unknown_categories``: ``error`` (a category never seen in training stops the run) or
+    ``encode`` (it is encoded as the workflow scored such rows: no one-hot bit, ordinal -1).
+    ``nonfinite`` (artifacts trained without imputing): ``error`` (a missing or infinite value
+    stops the run) or ``blank`` (that row gets an empty class and empty probabilities).
+    """
     manifest = read_manifest(artifact)
     folder = Path(artifact) if Path(artifact).is_dir() else Path(artifact).parent
     r = manifest.reader
     source = Path(csv_path)
+    job = Job(source, unknown_categories, nonfinite)
     if not source.is_file():
         raise PredictError(f"{source}: no such file; name the CSV to classify")
     table = open_table(source, ReadSpec(r.header, r.column_names, r.duplicate_columns, r.encoding))
@@ -247,7 +287,7 @@ def predict_csv(
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         writer = _Writer(fh, cols.kept, manifest.classes)
         for chunk in _chunks(table, manifest, cols, chunk_rows or r.chunk_rows):
-            writer.write(*_predict_chunk(chunk, cols, manifest, sess, source))
+            writer.write(*_predict_chunk(chunk, cols, manifest, sess, job))
             rows += len(chunk)
             show(rows, False)
         if rows == 0:
