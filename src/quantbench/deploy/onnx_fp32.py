@@ -25,8 +25,9 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,8 +65,17 @@ def _quiet_export() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_fp32(module: nn.Module, n_features: int) -> onnx.ModelProto:
-    """The normalised FP32 graph of ``module`` (eval mode, CPU); metadata kept for mapping."""
+def export_fp32(
+    module: nn.Module,
+    n_features: int,
+    matmul: bool = True,
+    translations: dict[Callable[..., Any], Callable[..., Any]] | None = None,
+) -> onnx.ModelProto:
+    """The normalised FP32 graph of ``module`` (eval mode, CPU); metadata kept for mapping.
+
+    ``matmul``: rewrite ``Gemm`` to ``MatMul`` + ``Add``; ``translations``: the exporter's
+    ``custom_translation_table`` (custom torch operators -> onnxscript functions).
+    """
     example = (torch.zeros(2, n_features),)
     try:
         with _quiet_export(), torch.no_grad():
@@ -78,6 +88,7 @@ def export_fp32(module: nn.Module, n_features: int) -> onnx.ModelProto:
                 dynamo=True,
                 dynamic_shapes=({0: torch.export.Dim(BATCH)},),
                 verbose=False,
+                custom_translation_table=translations,
             )
     except Exception as exc:  # any exporter failure: the module's forward is not exportable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -87,7 +98,8 @@ def export_fp32(module: nn.Module, n_features: int) -> onnx.ModelProto:
         ) from None
     model = program.model_proto
     _name_io(model)
-    gemm_to_matmul(model)
+    if matmul:
+        gemm_to_matmul(model)
     return model
 
 
@@ -188,16 +200,16 @@ class Site:
     """Where a torch layer's weight product sits in the graph."""
 
     index: int  # position of the node in graph.node
-    node: onnx.NodeProto  # the MatMul (Linear) or Conv (Conv1d)
+    node: onnx.NodeProto  # the MatMul or Gemm (Linear) or Conv (Conv1d)
 
 
 def matrix_sites(model: onnx.ModelProto, names: list[str]) -> dict[str, Site]:
-    """The ``MatMul``/``Conv`` node of each torch layer in ``names`` whose weight is an
-    initializer; a layer whose product is found zero or several times is left out."""
+    """The ``MatMul``/``Gemm``/``Conv`` node of each torch layer in ``names`` whose weight is
+    an initializer; a layer whose product is found zero or several times is left out."""
     inits = initializers(model.graph)
     found: dict[str, list[Site]] = {}
     for i, node in enumerate(model.graph.node):
-        if node.op_type not in ("MatMul", "Conv") or node.input[1] not in inits:
+        if node.op_type not in ("MatMul", "Gemm", "Conv") or node.input[1] not in inits:
             continue
         name = node_module(node)
         if name in names:
