@@ -14,6 +14,7 @@ from quantbench.deploy.artifact import run_export
 from quantbench.deploy.manifest import read_manifest, sha256_file
 from quantbench.deploy.parity import run_parity
 from quantbench.files import read_json
+from quantbench.loader import load_model
 from quantbench.models import resolve
 from tests.deploy_helpers import flows
 
@@ -32,6 +33,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outs = [root / n for n in ("dataset.npz", "preprocessor.joblib", "data_card.json")]
     run_preprocess(str(root / "raw.csv"), cfg, 3, *outs, root / "test_raw.npz")
     return root
+
+
+def read_checkpoint_meta(path: Path) -> dict:
+    return {k: v for k, v in load_model(path).meta.items() if k not in ("format", "format_version")}
 
 
 def fp32_checkpoint(data: Path, arch: str, out: Path) -> Path:
@@ -65,3 +70,32 @@ def test_fp32_artifact_matches_torch_on_raw_test_rows(data: Path, tmp_path: Path
     assert record["max_abs_logit_diff"] <= 1e-4
     assert record["session"]["intra_op_num_threads"] == 1
     assert record["artifact_accuracy"] == record["torch_accuracy"]
+
+
+@pytest.mark.parametrize("kind", ["ptq_static"])
+def test_quantized_artifact_passes_its_parity_threshold(data: Path, tmp_path: Path, kind: str):
+    from quantbench import methods
+    from quantbench.methods.base import CalibrationData
+    from quantbench.report.deploy import ParityConfig, problems
+
+    ds = load_dataset(data / "dataset.npz")
+    fp32 = fp32_checkpoint(data, "mlp", tmp_path / "fp32.pt")
+    meta = read_checkpoint_meta(fp32)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+    calib = CalibrationData(x_train=x, y_train=y, x_val=torch.from_numpy(ds.x_val),
+                            y_val=torch.from_numpy(ds.y_val), seed=3)  # fmt: skip
+    params = {"calibration_samples": 256}
+    module = load_model(fp32).module
+    state = methods.get_kind(kind).quantize(module, calib, methods.make_params(kind, params)).state
+    ckpt = tmp_path / f"{kind}.pt"
+    meta = {**meta, "method": kind, "kind": kind, "params": {"kind": kind, **params}}
+    save_checkpoint(ckpt, meta, state)
+    folder = tmp_path / "deploy" / kind
+    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    run_export(str(ckpt), pre, card, "mlp", "seed3", *(str(folder / n) for n in FILES))
+    out = tmp_path / "parity.json"
+    run_parity(str(folder), str(ckpt), str(data / "dataset.npz"), str(data / "test_raw.npz"),
+               str(out))  # fmt: skip
+    record = read_json(out)
+    assert record["kind"] == kind and problems(record, ParityConfig()) == [], record
+    assert read_manifest(folder).raw["method"]["kind"] == kind
