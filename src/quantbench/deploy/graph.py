@@ -29,7 +29,10 @@ import onnx
 import torch
 from torch import nn
 
-from quantbench.deploy import onnx_fp32, onnx_int8
+from quantbench import ao, weightonly
+from quantbench.config import resolved_execution
+from quantbench.deploy import onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
+from quantbench.grid import Grid
 
 if TYPE_CHECKING:
     from quantbench.loader import LoadedModel
@@ -82,7 +85,9 @@ def fp32_names(loaded: LoadedModel) -> list[str]:
 
 
 def engine_of(loaded: LoadedModel) -> str:
-    return str(loaded.meta.get("engine") or loaded.meta["params"].get("engine", "auto"))
+    """The int8 engine the module was built for (loading set it as the process's engine)."""
+    engine = loaded.meta.get("engine") or loaded.meta["params"].get("engine", "auto")
+    return str(torch.backends.quantized.engine) if engine == "auto" else str(engine)
 
 
 _FUSES = {
@@ -139,6 +144,109 @@ def export_static(loaded: LoadedModel) -> ModelGraph:
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
 
 
+ACCURACY_LEVEL = 4  # MatMulNBits: int8 activations (see NBITS_NOTE)
+NBITS_NOTE = (
+    "MatMulNBits accuracy_level {level}: "
+    "4 quantizes each block of activations to int8 and accumulates in int32 (the only level "
+    "faster than FP32 on x86 CPUs; it adds an activation rounding torch's weight-only model "
+    "does not have, which the parity check measures); 0 or 1 computes in fp32 (exact "
+    "dequantized weights, slower than the FP32 graph)"
+)
+
+
+def _nbits_layer(model, sites, name, entry, grid, group_size, level) -> LayerExport:
+    qw = weightonly.unpack_layer(entry, grid, group_size)
+    if len(entry["shape"]) != 2:
+        why = "Conv1d: MatMulNBits is a matrix product and ONNX has no n-bit convolution"
+    elif name not in sites or sites[name].node.op_type != "MatMul":
+        why = "its product was not found as one MatMul with an initializer weight"
+    else:
+        p = onnx_nbits.plan(qw)
+        refused = None if isinstance(p, str) else onnx_nbits.ort_accepts(p.bits, p.block, level)
+        why = p if isinstance(p, str) else refused
+        if why is None:
+            onnx_nbits.replace_matmul(model.graph, sites[name], name, qw, p, level)
+            return LayerExport(name, onnx_nbits.describe(qw, p, level), None)
+    ops = ", ".join(ops_of(model, name))
+    return LayerExport(name, f"{ops} fp32 on the dequantized codes", why)
+
+
+def export_nbits(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph:
+    state, params = loaded.state, loaded.meta["params"]
+    if resolved_execution(params.get("execution", "auto"), int(state["group_size"])) == "int8":
+        return export_dynamic(loaded)  # torch runs these codes on its dynamic int8 kernels
+    grid = Grid(int(state["bits"]), bool(params.get("symmetric", False)))
+    group_size = int(state["group_size"])
+    with torch.random.fork_rng(devices=[]):
+        skeleton = loaded.spec.build()
+    names = parameter_layers(skeleton)
+    fp32 = weightonly.build_module(skeleton, state, grid, "dequantized")
+    model = onnx_fp32.export_fp32(fp32, loaded.spec.n_features)
+    sites = onnx_fp32.matrix_sites(model, list(state["layers"]))
+    layers = []
+    for name in names:
+        if name in state["layers"]:
+            entry = state["layers"][name]
+            layers.append(_nbits_layer(model, sites, name, entry, grid, group_size, level))
+        else:
+            ops = ", ".join(ops_of(model, name)) or "element-wise ops"
+            layers.append(LayerExport(name, f"{ops} fp32 (FP32 in the torch model too)", None))
+    notes = (NBITS_NOTE.format(level=level),)
+    return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
+
+
+def _dynamic_note(engine: str, qmax: int) -> str:
+    return (
+        f"int8 dynamic: activations quantized per call to uint8 0..{qmax} from the batch's "
+        f"own range, as torch's {engine} engine does (so a row's logits depend slightly on "
+        "the rows batched with it), multiplied by torch's int8 codes with MatMulInteger"
+        + (
+            "; the 7-bit activations cannot saturate the u8 x s8 int16 pair sums of CPUs "
+            "without VNNI, so session.x64quantprecision is not needed"
+            if qmax == 127
+            else "; on x86 CPUs without VNNI set session.x64quantprecision=1 (exact U8U8)"
+        )
+    )
+
+
+def export_dynamic(loaded: LoadedModel) -> ModelGraph:
+    with torch.random.fork_rng(devices=[]):
+        skeleton = loaded.spec.build()
+    names = parameter_layers(skeleton)
+    twin, dynamic = onnx_dynamic.fp32_twin(skeleton, loaded.module)
+    model = onnx_fp32.export_fp32(twin, loaded.spec.n_features)
+    sites = onnx_fp32.matrix_sites(model, list(dynamic))
+    engine = engine_of(loaded)
+    qmax = ao.activation_range(engine)[1]
+    layers = []
+    for name in names:
+        ops = ", ".join(ops_of(model, name)) or "element-wise ops"
+        site = sites.get(name)
+        if name in dynamic and site is not None and site.node.op_type == "MatMul":
+            q = dynamic[name].weight()
+            scheme = "per-tensor" if q.qscheme() == torch.per_tensor_affine else "per-channel"
+            if q.qscheme() == torch.per_tensor_symmetric:
+                scheme = "per-tensor"
+            onnx_dynamic.replace_matmul(model.graph, site, name, q, qmax)
+            how = f"int8 dynamic: uint8 activations 0..{qmax}, int8 {scheme} weights, MatMulInteger"
+            layers.append(LayerExport(name, how, None))
+        elif name in dynamic and site is not None and site.node.op_type == "Conv":
+            q = dynamic[name].weight()
+            onnx_dynamic.replace_conv(model.graph, site, name, q, qmax)
+            how = (
+                f"int8 dynamic: uint8 activations 0..{qmax}, Conv fp32 on DequantizeLinear of "
+                "the int8 codes, output rounded to the input's grid (as torch)"
+            )
+            layers.append(LayerExport(name, how, None))
+        elif name in dynamic:
+            why = "its product was not found as one MatMul or Conv with an initializer weight"
+            layers.append(LayerExport(name, f"{ops} fp32 on the dequantized int8 codes", why))
+        else:
+            layers.append(LayerExport(name, f"{ops} fp32 (FP32 in the torch model too)", None))
+    notes = (_dynamic_note(engine, qmax),)
+    return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
+
+
 def export_fp32(loaded: LoadedModel) -> ModelGraph:
     module = loaded.module
     model = onnx_fp32.export_fp32(module, loaded.spec.n_features)
@@ -151,7 +259,14 @@ def export_graph(loaded: LoadedModel) -> ModelGraph:
     """The ONNX graph of a loaded checkpoint (see the module docstring); ValueError names a
     kind without an ONNX translation."""
     kind = loaded.meta["kind"]
-    exporters = {"fp32": export_fp32, "ptq_static": export_static, "qat": export_static}
+    exporters = {
+        "fp32": export_fp32,
+        "ptq_dynamic": export_dynamic,
+        "ptq_static": export_static,
+        "qat": export_static,
+        "rtn": export_nbits,
+        "gptq": export_nbits,
+    }
     if kind not in exporters:
         raise ValueError(
             f"no ONNX export for kind {kind!r} yet; exportable kinds: {', '.join(exporters)}"
