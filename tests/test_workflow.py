@@ -286,11 +286,11 @@ def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
         ("evaluate.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
         ("latency.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
-            "kernels.py",  # also named by int4.py, which the weight-only kinds build with
+            "kernels.py",  # also named by int4.py, which the weight-only kinds and the exporter use
             {
                 **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
                 **jobs("score", [MODEL], REPS, VARIANTS),
-                **deploy_jobs([MODEL], REPS, ["rtn_w4", "gptq_w4"]),
+                **deploy_jobs([MODEL], REPS, VARIANTS),
                 **jobs("time", [MODEL], TINY_METHODS),
                 "summarize": 1,
             },
@@ -300,7 +300,14 @@ def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
         ("deploy/predict.py", {}),  # run by users, by no job
         ("engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         ("probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
+        (
+            "int4.py",  # the exporter reads weight-only layers through it, for every kind
+            {
+                **method_jobs("rtn_w4"),
+                **method_jobs("gptq_w4"),
+                **deploy_jobs([MODEL], REPS, VARIANTS),
+            },
+        ),
     ],
 )
 def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module, expected):
