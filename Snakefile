@@ -13,6 +13,7 @@ include: "workflow/rules/engine.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/time.smk"
+include: "workflow/rules/deploy.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -81,6 +81,13 @@ def test_every_output_exists(done):
     assert not list(results.rglob("*.tmp"))
     for log in ["generate_traffic", *(f"preprocess/{r}" for r in REPS), "summarize"]:
         assert (done / "logs" / f"{log}.log").is_file(), log
+    for rep in REPS:
+        assert (results / "data" / rep / "test_raw.npz").stat().st_size > 0
+        for m in VARIANTS:
+            folder = results / "deploy" / MODEL / rep / m
+            names = ("model.onnx", "manifest.json", "figures.json")
+            assert sorted(p.name for p in folder.iterdir()) == sorted(names), folder
+            assert (results / "parity" / MODEL / rep / f"{m}.json").is_file()
 
 
 def test_each_replicate_has_its_own_split_and_training(done):
@@ -134,6 +141,62 @@ def test_summary_has_one_row_per_variant(done):
     assert len(csv_rows) == 1 + len(VARIANTS)
 
 
+def test_every_artifact_holds_parity_and_the_recommendation_names_one(done, tmp_path):
+    import csv
+
+    from quantbench.deploy.cli import main
+    from quantbench.deploy.manifest import read_manifest, sha256_file
+
+    for rep in REPS:
+        for method in VARIANTS:
+            manifest = read_manifest(done / "results" / "deploy" / MODEL / rep / method)
+            ckpt = done / "results" / "models" / MODEL / rep / f"{method}.pt"
+            assert manifest.raw["checkpoint_sha256"] == sha256_file(ckpt)
+            assert manifest.raw["method"]["name"] == method
+            parity = read(done, f"parity/{MODEL}/{rep}/{method}.json")
+            assert parity["rows"] == quality(done, rep, method)["test_rows"]
+            if method == "fp32":
+                assert parity["agreement"] == 1.0 and parity["max_abs_logit_diff"] <= 1e-4
+            else:
+                assert parity["agreement"] >= 0.995, (rep, method)
+            figures = read(done, f"deploy/{MODEL}/{rep}/{method}/figures.json")
+            assert figures["metrics"] == read(done, f"metrics/{MODEL}/{method}.json")
+            assert figures["parity"] == parity and figures["parity_ok"] is True
+    rec = read(done, "recommendation.json")["models"][0]
+    artifact = done / rec["artifact"]
+    assert rec["artifact"] == f"results/deploy/{MODEL}/{REPS[0]}/{rec['choice']}/model.onnx"
+    rows = list(csv.DictReader((done / "results" / "summary.csv").open()))
+    assert {r["parity"] for r in rows} == {"ok"}
+    assert "## Deployable ONNX artifacts" in (done / "results" / "summary.md").read_text()
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", str(artifact), str(done / "results/data/raw.csv"), "-o", str(out)]) == 0
+    predicted = list(csv.DictReader(out.open()))
+    assert len(predicted) == 1500 and set(predicted[0]) >= {"label", "predicted"}
+
+
+def test_a_configured_csv_is_predicted_with_the_recommended_artifact(copy_of_done):
+    import csv
+
+    edit_config(copy_of_done, lambda c: c.update(deploy={"predict": "results/data/raw.csv"}))
+    assert planned_jobs(copy_of_done) == {job_name("predict_rows", MODEL): 1}
+    run_ok(copy_of_done, "--cores", "2")
+    rows = list(csv.DictReader((copy_of_done / "results/predictions" / f"{MODEL}.csv").open()))
+    raw = list(csv.DictReader((copy_of_done / "results/data/raw.csv").open()))
+    assert len(rows) == len(raw) and [r["label"] for r in rows] == [r["label"] for r in raw]
+    hits = sum(r["predicted"] == r["label"] for r in rows)
+    assert hits / len(rows) > 0.6
+
+
+def test_export_off_plans_no_deploy_jobs(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    planned = planned_jobs(workdir)
+    assert planned[job_name("export_model", MODEL, REPS[0], "fp32")] == 1
+    edit_config(workdir, lambda c: c.update(deploy={"export": False}))
+    planned = planned_jobs(workdir)
+    assert not [j for j in planned if j.startswith(("export_model", "check_parity"))]
+    assert planned["summarize"] == 1
+
+
 def test_unchanged_rerun_does_nothing(done):
     assert planned_jobs(done) == {}
 
@@ -153,12 +216,21 @@ def copy_of_done(done, tmp_path) -> Path:
     return dest
 
 
+def deploy_jobs(models: list[str], reps: list[str], methods: list[str]) -> dict[str, int]:
+    """The export and parity jobs of these models, replicates and variants."""
+    return {
+        **jobs("export_model", models, reps, methods),
+        **jobs("check_parity", models, reps, methods),
+    }
+
+
 def method_jobs(method: str, reps: list[str] = REPS) -> dict[str, int]:
-    """What one method variant's change reruns: its quantize and score jobs in every
-    replicate, its timing job and the summary."""
+    """What one method variant's change reruns: its quantize, score, export and parity jobs in
+    every replicate, its timing job and the summary."""
     return {
         **jobs("quantize", [MODEL], reps, [method]),
         **jobs("score", [MODEL], reps, [method]),
+        **deploy_jobs([MODEL], reps, [method]),
         **jobs("time", [MODEL], [method]),
         "summarize": 1,
     }
@@ -181,6 +253,7 @@ def test_adding_a_replicate_reruns_only_its_jobs(copy_of_done):
         **jobs("train_fp32", [MODEL], ["seed9"]),
         **jobs("quantize", [MODEL], ["seed9"], TINY_METHODS),
         **jobs("score", [MODEL], ["seed9"], VARIANTS),
+        **deploy_jobs([MODEL], ["seed9"], VARIANTS),
         "summarize": 1,
     }
 
@@ -200,6 +273,11 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
     assert planned_jobs(copy_of_done) == {"summarize": 1}
 
 
+def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
+    edit_config(copy_of_done, lambda c: c.update(report={"parity": {"quantized_agreement": 0.9}}))
+    assert planned_jobs(copy_of_done) == {"summarize": 1}
+
+
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
@@ -209,20 +287,31 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
         ("measure/score.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
         ("measure/timing.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
-            "machine/kernels.py",  # also named by int4.py, which the weight-only kinds build with
+            "machine/kernels.py",  # named by int4.py: the weight-only kinds and the exporter
             {
                 **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
                 **jobs("score", [MODEL], REPS, VARIANTS),
+                **deploy_jobs([MODEL], REPS, VARIANTS),
                 **jobs("time", [MODEL], TINY_METHODS),
                 "summarize": 1,
             },
         ),
+        ("deploy/parity.py", {**jobs("check_parity", [MODEL], REPS, VARIANTS), "summarize": 1}),
+        ("deploy/preprocess_graph.py", {**deploy_jobs([MODEL], REPS, VARIANTS), "summarize": 1}),
+        ("deploy/predict.py", {}),  # run by users, by no job
         ("measure/engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         # the probe builds each engine's model with FX; its new record reruns the int8 jobs
         ("quant/ao/fx.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         ("quant/ao/qconfigs.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         ("measure/probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("quant/weightonly/int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
+        (
+            "quant/weightonly/int4.py",  # the exporter reads weight-only layers through it
+            {
+                **method_jobs("rtn_w4"),
+                **method_jobs("gptq_w4"),
+                **deploy_jobs([MODEL], REPS, VARIANTS),
+            },
+        ),
     ],
 )
 def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module, expected):
@@ -236,6 +325,7 @@ def test_changing_model_settings_reruns_training_and_everything_after(copy_of_do
         **jobs("train_fp32", [MODEL], REPS),
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
         **jobs("score", [MODEL], REPS, VARIANTS),
+        **deploy_jobs([MODEL], REPS, VARIANTS),
         **jobs("time", [MODEL], TINY_METHODS),
         **PROBE,
         "summarize": 1,
@@ -250,6 +340,7 @@ def model_jobs(model: str, reps: list[str] = REPS, methods: list[str] = TINY_MET
         **jobs("train_fp32", [model], reps),
         **jobs("quantize", [model], reps, methods),
         **jobs("score", [model], reps, ["fp32", *methods]),
+        **deploy_jobs([model], reps, ["fp32", *methods]),
         **jobs("time", [model], methods),
     }
 
@@ -264,23 +355,23 @@ def test_changing_data_settings_reruns_everything(copy_of_done):
     edit_config(copy_of_done, lambda c: c["data"]["synthetic"].update(n_flows=1600))
     planned = planned_jobs(copy_of_done)
     assert {"generate_traffic", "summarize", *PROBE} <= set(planned)
-    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)  # preprocess, train, quantize, score
+    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)  # + score, export, parity
     assert sum(planned.values()) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
 
 
 def test_dag_and_rulegraph_are_valid_dot(done):
     import pydot
 
-    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
+    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)
     all_jobs = 4 + len(REPS) * per_rep + len(TINY_METHODS)  # generate, probe, summarize, all
-    for flag, count in (("--dag", all_jobs), ("--rulegraph", 9)):
+    for flag, count in (("--dag", all_jobs), ("--rulegraph", 11)):
         proc = run_ok(done, flag)
         (graph,) = pydot.graph_from_dot_data(proc.stdout)
         nodes = [n for n in graph.get_nodes() if n.get_name().isdigit()]
         assert len(nodes) == count, flag
         labels = " ".join(n.get("label") for n in nodes)
         rules = ("generate_traffic", "preprocess", "train_fp32", "probe_engine", "quantize")
-        for rule in (*rules, "score", "time"):
+        for rule in (*rules, "score", "time", "export_model", "check_parity"):
             assert rule in labels, (flag, rule)
         assert len(graph.get_edges()) >= count - 1
 
@@ -311,7 +402,7 @@ def declared_library_inputs(workdir: Path) -> dict[str, set[str]]:
 
 def test_every_job_declares_exactly_the_library_modules_it_ran(done):
     declared = declared_library_inputs(done)
-    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
+    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)
     assert len(declared) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for log, files in declared.items():
         text = (done / log).read_text()
@@ -598,7 +689,8 @@ def int4_done(tmp_path_factory) -> Path:
     workdir = pin_engine(copy_workflow(tmp_path_factory.mktemp("int4")), _named_engine())
 
     def change(cfg):
-        cfg.update(replicates=1, methods=INT4_METHODS)
+        # these tests are about torch's kernels; the ONNX artifacts are tested on the tiny run
+        cfg.update(replicates=1, methods=INT4_METHODS, deploy={"export": False})
         cfg["models"]["mlp"]["hidden"] = [64, 64]
 
     edit_config(workdir, change)
@@ -681,6 +773,7 @@ def test_a_torch_upgrade_reruns_the_probe_with_everything_torch_ran(copy_of_done
         **PROBE,
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
         **jobs("score", [MODEL], REPS, VARIANTS),
+        **deploy_jobs([MODEL], REPS, VARIANTS),
         **jobs("time", [MODEL], TINY_METHODS),
         "summarize": 1,
     }

@@ -182,6 +182,115 @@ def get_score_input(wildcards):
     return inputs
 
 
+def deploy_versions():
+    """Recorded in params so that an onnx, onnxruntime or torch upgrade re-exports and re-checks."""
+    out = {}
+    for name in ("onnx", "onnxruntime", "torch"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def exporting():
+    return bool(config["deploy"]["export"])
+
+
+def artifact_dir(model, rep, method):
+    return f"results/deploy/{model}/{rep}/{method}"
+
+
+def method_lib(method, *entries):
+    """Library files of a step that rebuilds the variant's checkpoint (its kind's module too)."""
+    if method == "fp32":
+        return lib(*entries)
+    return lib(*entries, kind_file(kind_of(method)))
+
+
+def get_export_model_input(wildcards):
+    """The checkpoint, the replicate's fitted preprocessor (unpickling it runs data.py) and
+    data card (the reader rules), and the library."""
+    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
+    return {
+        "checkpoint": checkpoint(model, rep, method),
+        "preprocessor": f"results/data/{rep}/preprocessor.joblib",
+        "card": f"results/data/{rep}/data_card.json",
+        "lib": method_lib(method, "deploy/artifact.py", "data.py"),
+    }
+
+
+def get_check_parity_input(wildcards):
+    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
+    folder = artifact_dir(model, rep, method)
+    return {
+        "onnx": f"{folder}/model.onnx",
+        "manifest": f"{folder}/manifest.json",
+        "checkpoint": checkpoint(model, rep, method),
+        "dataset": f"results/data/{rep}/dataset.npz",
+        "raw_test": f"results/data/{rep}/test_raw.npz",
+        "lib": method_lib(method, "deploy/parity.py"),
+    }
+
+
+def artifact_files():
+    if not exporting():
+        return []
+    return expand(
+        "results/deploy/{model}/{rep}/{method}/{file}",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+        file=["model.onnx", "manifest.json"],
+    )
+
+
+def parity_files():
+    if not exporting():
+        return []
+    return expand(
+        "results/parity/{model}/{rep}/{method}.json",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+    )
+
+
+def figures_files():
+    """Each artifact's figures, written by summarize beside it (read by nothing: no cycle)."""
+    if not exporting():
+        return []
+    return expand(
+        "results/deploy/{model}/{rep}/{method}/figures.json",
+        model=MODELS,
+        rep=REPS,
+        method=VARIANTS,
+    )
+
+
+def prediction_files():
+    """Each model's predictions of the configured CSV (deploy.predict), when there is one."""
+    if not exporting() or not config["deploy"]["predict"]:
+        return []
+    return expand("results/predictions/{model}.csv", model=MODELS)
+
+
+def get_predict_rows_input(wildcards):
+    """The CSV, the recommendation that names the artifact, and every artifact it may name."""
+    return {
+        "csv": config["deploy"]["predict"],
+        "recommendation": "results/recommendation.json",
+        "artifacts": expand(
+            "results/deploy/{model}/{rep}/{method}/{file}",
+            model=wildcards.model,
+            rep=TIMED_REP,
+            method=VARIANTS,
+            file=["model.onnx", "manifest.json"],
+        ),
+        "lib": lib("deploy/predict.py"),
+    }
+
+
 def get_time_input(wildcards):
     model, method = wildcards.model, wildcards.method
     return {
@@ -244,7 +353,7 @@ def get_final_output():
     data += expand(
         "results/data/{rep}/{name}",
         rep=REPS,
-        name=["dataset.npz", "preprocessor.joblib", "data_card.json"],
+        name=["dataset.npz", "preprocessor.joblib", "data_card.json", "test_raw.npz"],
     )
     models = expand(
         "results/models/{model}/{rep}/{file}",
@@ -260,6 +369,10 @@ def get_final_output():
         *quality_files(),
         *timing_files(),
         *metrics_files(),
+        *artifact_files(),
+        *parity_files(),
+        *figures_files(),
+        *prediction_files(),
         "results/summary.csv",
         "results/summary.md",
         "results/recommendation.json",

@@ -24,6 +24,7 @@ rule preprocess:
         dataset="results/data/{rep}/dataset.npz",
         preprocessor="results/data/{rep}/preprocessor.joblib",
         card="results/data/{rep}/data_card.json",
+        raw_test="results/data/{rep}/test_raw.npz",
     log:
         "logs/preprocess/{rep}.log",
     benchmark:

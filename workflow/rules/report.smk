@@ -5,12 +5,14 @@ rule summarize:
         quality=quality_files(),
         timing=timing_files(),
         engine=engine_files(),
+        parity=parity_files(),
         lib=lib("report/__init__.py"),
         schemas=[
             schema(f"{name}.schema.json") for name in ("quality", "timing", "metrics")
         ],
     output:
         metrics=metrics_files(),
+        figures=figures_files(),
         csv=report(
             "results/summary.csv",
             caption="../report/summary_table.rst",

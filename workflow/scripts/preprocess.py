@@ -18,6 +18,7 @@ def main() -> None:
         dataset_out=snakemake.output.dataset,
         preprocessor_out=snakemake.output.preprocessor,
         card_out=snakemake.output.card,
+        raw_test_out=snakemake.output.raw_test,
     )
 
 

@@ -22,6 +22,8 @@ def main() -> None:
         plot_dir=str(Path(snakemake.output.plots[0]).parent),
         report=dict(snakemake.params.report),
         recommend=dict(snakemake.params.recommend),
+        parity_paths=list(snakemake.input.parity),
+        figures_paths=list(snakemake.output.figures),
     )
 
 

@@ -25,6 +25,7 @@ from sklearn.preprocessing import LabelEncoder
 from quantbench.core.files import atomic_path
 from quantbench.data.columns import Layout, Rows, plan_layout, read_rows
 from quantbench.data.dataset import SPLITS, Dataset, save_dataset
+from quantbench.data.rawrows import RawRows, save_raw_rows
 from quantbench.data.settings import DataConfig
 from quantbench.data.split import (
     Preprocessor,
@@ -73,6 +74,21 @@ def preprocess(
     raw_paths: str | list[str], cfg: DataConfig, seed: int
 ) -> tuple[Dataset, Preprocessor, dict[str, Any]]:
     """Read, clean, split, encode and scale; return the dataset, the preprocessor, the data card."""
+    ds, pre, card, _ = preprocess_with_raw_test(raw_paths, cfg, seed)
+    return ds, pre, card
+
+
+def _raw_rows(block: np.ndarray, texts: pd.DataFrame | None, layout: Layout) -> RawRows:
+    cats = np.empty((len(block), 0), dtype=str) if texts is None else (
+        texts[list(layout.categorical)].to_numpy(dtype=str)
+    )  # fmt: skip
+    return RawRows(block.copy(), cats, layout.numeric, layout.categorical)
+
+
+def preprocess_with_raw_test(
+    raw_paths: str | list[str], cfg: DataConfig, seed: int
+) -> tuple[Dataset, Preprocessor, dict[str, Any], RawRows]:
+    """``preprocess``, plus the test split's raw feature rows (what a deployed model is fed)."""
     files = expand_sources(raw_paths, cfg.file_glob)
     tables = [open_table(f, cfg.read_spec()) for f in files]
     layout = plan_layout(tables, cfg)
@@ -91,6 +107,7 @@ def preprocess(
         for s, idx in splits.items()
     }
     del x, texts
+    raw_test = _raw_rows(*parts["test"], layout)
     transformer, arrays = fit_preprocessor(parts, layout, cfg)
     pre = Preprocessor(
         transformer, encoder, cfg.label_column, layout.numeric, layout.categorical,
@@ -105,7 +122,7 @@ def preprocess(
     card = data_card(ds, tables, layout, rows, cfg, seed)
     log.info("%d rows kept of %d; %d features, %d classes", card["rows"]["kept"], rows.read,
              ds.n_features, ds.n_classes)  # fmt: skip
-    return ds, pre, card
+    return ds, pre, card, raw_test
 
 
 def data_card(
@@ -147,19 +164,28 @@ def run_preprocess(
     dataset_out: str | os.PathLike[str],
     preprocessor_out: str | os.PathLike[str],
     card_out: str | os.PathLike[str],
+    raw_test_out: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Preprocess and write the three outputs together: on any error none of them exists."""
+    """Preprocess and write the outputs together: on any error none of them exists.
+
+    ``raw_test_out`` (optional) receives the test split's raw feature rows (``RawRows``).
+    """
     outs = [Path(dataset_out), Path(preprocessor_out), Path(card_out)]
+    outs += [Path(raw_test_out)] if raw_test_out is not None else []
     for p in outs:
         p.unlink(missing_ok=True)
     try:
-        ds, pre, card = preprocess(raw_paths, cfg, seed)
+        ds, pre, card, raw_test = preprocess_with_raw_test(raw_paths, cfg, seed)
         with contextlib.ExitStack() as stack:
-            tmp_ds, tmp_pre, tmp_card = (stack.enter_context(atomic_path(p)) for p in outs)
+            tmp_ds, tmp_pre, tmp_card, *tmp_raw = (
+                stack.enter_context(atomic_path(p)) for p in outs
+            )
             save_dataset(tmp_ds, ds)
             joblib.dump(pre, tmp_pre)
             text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False)
             tmp_card.write_text(text + "\n", encoding="utf-8")
+            if tmp_raw:
+                save_raw_rows(tmp_raw[0], raw_test)
     except BaseException:
         for p in outs:
             p.unlink(missing_ok=True)

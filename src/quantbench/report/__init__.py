@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quantbench.core.files import write_json, write_text
+from quantbench.report import deploy
 from quantbench.report.facts import load_facts
 from quantbench.report.metrics import Metrics, build_records, throughput_batch, validate_records
 from quantbench.report.plots import PLOT_NAMES, write_plots
@@ -65,15 +66,34 @@ def summarize(
     report: dict[str, Any],
     recommend: dict[str, Any],
     engine_paths: Sequence[str] = (),
+    parity_paths: Sequence[str] = (),
+    figures_paths: Sequence[str] = (),
 ) -> None:
-    """Metrics JSON per model and method, summary CSV and Markdown, recommendation and plots."""
-    cfg = ReportConfig.from_dict(dict(report))
+    """Metrics JSON per model and method, summary CSV and Markdown, recommendation and plots.
+
+    With parity records (exported artifacts), a method whose artifact fails parity is flagged
+    and never recommended, the recommendation names the artifact, and each artifact's folder
+    gets its ``figures.json`` (``figures_paths``).
+    """
+    report = dict(report)
+    parity_cfg = deploy.ParityConfig.from_dict(dict(report.pop("parity", {})))
+    cfg = ReportConfig.from_dict(report)
     goal = RecommendConfig.from_dict(dict(recommend))
     by_model = build_metrics(quality_paths, timing_paths, cfg, engine_paths)
-    rec = recommendation(by_model, goal)
+    parity = deploy.load_parity(parity_paths)
+    verdicts = deploy.judge(parity, parity_cfg)
+    candidates, left = deploy.deployable(by_model, verdicts)
+    rec = recommendation(candidates, goal)
     md, csv = render_markdown(by_model, rec), render_csv(by_model)
+    if verdicts:
+        rec = deploy.add_artifacts(rec, verdicts, left)
+        md, csv = render_markdown(by_model, rec), deploy.add_csv_columns(csv, verdicts)
+        md += "\n" + "\n".join(deploy.render_parity(verdicts, parity_cfg, rec)) + "\n"
+    figures = deploy.figures_records(figures_paths, by_model, parity, verdicts)
     for r in (r for rs in by_model.values() for r in rs):
         write_json(Path(metrics_dir) / r["model"] / f"{r['method']}.json", r)
+    for path, content in figures.items():
+        write_json(path, content)
     write_text(out_csv, csv)
     write_text(out_md, md)
     write_json(out_recommendation, rec)

@@ -1,0 +1,184 @@
+"""The export step: one checkpoint -> ``deploy/{model}/{rep}/{method}/{model.onnx,manifest.json}``.
+
+``model.onnx`` is the preprocessing graph (raw ``numeric``/``categorical`` rows -> ``features``)
+merged with the method's model graph (``features`` -> ``logits``) and a head that adds
+``probabilities`` (softmax) and ``label`` (argmax, int64). The model graph comes from
+:func:`quantbench.deploy.graph.export_graph`, which runs the method's own quantization; this
+module only joins, checks and writes. Both files are written together: after an error neither
+exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import joblib
+import onnx
+from onnx import TensorProto, compose, helper
+
+from quantbench.core.files import atomic_path, read_json
+from quantbench.deploy.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_FILE,
+    OUTPUTS,
+    reader_from_card,
+    sha256_file,
+    tool_versions,
+)
+from quantbench.deploy.preprocess_graph import BATCH, Encoding, encoding_of, preprocess_graph
+
+if TYPE_CHECKING:
+    from quantbench.deploy.graph import ModelGraph
+
+log = logging.getLogger(__name__)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ValueError("the model graph imports no ai.onnx opset")
+
+
+def _check_model_graph(model: onnx.ModelProto, n_features: int) -> None:
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in
+              model.graph.initializer}]  # fmt: skip
+    outputs = [o.name for o in model.graph.output]
+    if inputs != ["features"] or "logits" not in outputs:
+        raise ValueError(
+            f"the model graph has inputs {inputs} and outputs {outputs}; the export needs one "
+            "input 'features' and an output 'logits'"
+        )
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value != n_features:
+        raise ValueError(
+            f"the model graph takes {dims[1].dim_value} features, the preprocessing makes "
+            f"{n_features}; re-run the workflow so that model and data match"
+        )
+
+
+def _add_head(model: onnx.ModelProto, n_classes: int) -> onnx.ModelProto:
+    """Outputs ``logits``, ``probabilities`` (softmax over classes) and ``label`` (argmax)."""
+    graph = model.graph
+    graph.node.extend(
+        [
+            helper.make_node("Softmax", ["logits"], ["probabilities"], name="head_softmax", axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], name="head_argmax", axis=1,
+                             keepdims=0),
+        ]
+    )  # fmt: skip
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [BATCH, n_classes]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [BATCH, n_classes]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, [BATCH]),
+        ]
+    )
+    return model
+
+
+def assemble(enc: Encoding, model_graph: onnx.ModelProto, n_classes: int) -> onnx.ModelProto:
+    """Preprocessing + model graph + head, as one checked ONNX model."""
+    _check_model_graph(model_graph, enc.n_features)
+    pre = preprocess_graph(enc, _opset(model_graph), model_graph.ir_version)
+    merged = compose.merge_models(pre, model_graph, io_map=[("features", "features")])
+    merged = _add_head(merged, n_classes)
+    merged.producer_name = "quantbench"
+    onnx.checker.check_model(merged)
+    if [o.name for o in merged.graph.output] != list(OUTPUTS):
+        raise AssertionError("the assembled graph's outputs are not logits, probabilities, label")
+    return merged
+
+
+def manifest_record(
+    enc: Encoding,
+    graph: ModelGraph,
+    *,
+    classes: tuple[str, ...],
+    card: dict[str, Any],
+    meta: dict[str, Any],
+    identity: dict[str, str],
+    checkpoint_sha256: str,
+    onnx_sha256: str,
+) -> dict[str, Any]:
+    """The manifest's JSON (see :mod:`quantbench.deploy.manifest`)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_file": MODEL_FILE,
+        "onnx_sha256": onnx_sha256,
+        "inputs": {"numeric": list(enc.numeric), "categorical": list(enc.categorical)},
+        "categorical_encoding": enc.categorical_mode or None,
+        "vocabularies": {v.column: list(v.categories) for v in enc.vocabularies},
+        "imputes_nonfinite": enc.median is not None,
+        "n_features": enc.n_features,
+        "classes": list(classes),
+        "outputs": list(OUTPUTS),
+        "reader": reader_from_card(card),
+        "model": {"name": identity["model"], "spec": meta.get("model", {})},
+        "replicate": identity["replicate"],
+        "method": {"name": meta["method"], "kind": meta["kind"], "params": meta.get("params", {})},
+        "checkpoint_sha256": checkpoint_sha256,
+        "opset": int(graph.opset),
+        "layers": [
+            {"layer": x.layer, "executes_as": x.executes_as, "fallback": x.fallback}
+            for x in graph.layers
+        ],
+        "notes": list(graph.notes),
+        "versions": tool_versions(),
+    }
+
+
+def write_artifact(
+    model: onnx.ModelProto, manifest: dict[str, Any], onnx_out: Path, manifest_out: Path
+) -> None:
+    """``model.onnx`` and ``manifest.json`` (with the ONNX file's SHA-256) written together."""
+    for p in (onnx_out, manifest_out):
+        p.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        tmp_onnx = stack.enter_context(atomic_path(onnx_out))
+        tmp_manifest = stack.enter_context(atomic_path(manifest_out))
+        tmp_onnx.write_bytes(model.SerializeToString())
+        manifest = {**manifest, "onnx_sha256": sha256_file(tmp_onnx)}
+        text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+        tmp_manifest.write_text(text + "\n", encoding="utf-8")
+
+
+def run_export(
+    checkpoint_path: str,
+    preprocessor_path: str,
+    card_path: str,
+    model: str,
+    replicate: str,
+    onnx_out: str,
+    manifest_out: str,
+) -> None:
+    """The export step: rebuild the checkpoint, export its graph, join, check and write."""
+    from quantbench.deploy.graph import export_graph
+    from quantbench.quant.loader import load_model
+
+    loaded = load_model(checkpoint_path)
+    pre = joblib.load(preprocessor_path)
+    enc = encoding_of(pre)
+    if tuple(loaded.meta.get("feature_names", pre.feature_names)) != pre.feature_names:
+        raise ValueError(
+            f"{checkpoint_path}: its feature names differ from {preprocessor_path}'s; rerun the "
+            "workflow so that both come from the same data"
+        )
+    graph = export_graph(loaded)
+    merged = assemble(enc, graph.model, len(pre.class_names))
+    record = manifest_record(
+        enc, graph, classes=pre.class_names, card=read_json(card_path), meta=loaded.meta,
+        identity={"model": model, "replicate": replicate},
+        checkpoint_sha256=sha256_file(checkpoint_path), onnx_sha256="",
+    )  # fmt: skip
+    for note in graph.notes:
+        log.info("export note: %s", note)
+    write_artifact(merged, record, Path(onnx_out), Path(manifest_out))
+    log.info("artifact written: %s, %s", onnx_out, manifest_out)

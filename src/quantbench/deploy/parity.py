@@ -1,0 +1,141 @@
+"""The parity step: an artifact in ONNX Runtime against its torch model, on the same test rows.
+
+The artifact is fed the replicate's test rows as raw features (``data/{rep}/test_raw.npz``), so
+its in-graph preprocessing is checked too; the torch model gets the same rows as the workflow
+scored them (``dataset.npz``'s ``x_test``). The record holds facts only: how many rows, the
+share whose predicted class agrees, the largest |logit difference|, each side's accuracy, the
+session settings and versions. Thresholds are applied by the summary (``report.parity``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantbench.core.files import write_json
+from quantbench.data.dataset import load_dataset
+from quantbench.data.rawrows import RawRows, load_raw_rows
+from quantbench.deploy.manifest import MODEL_FILE, read_manifest, tool_versions
+
+PARITY_FORMAT = "quantbench-parity"
+PARITY_VERSION = 1
+BATCH = 4096
+
+
+def session_options() -> tuple[Any, dict[str, Any]]:
+    """One intra-op thread, sequential execution: the settings every artifact is scored with."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    settings = {
+        "intra_op_num_threads": 1,
+        "inter_op_num_threads": 1,
+        "execution_mode": "sequential",
+        "graph_optimization_level": str(opts.graph_optimization_level),
+        "providers": ["CPUExecutionProvider"],
+    }
+    return opts, settings
+
+
+def run_artifact(onnx_path: str | Path, rows: RawRows) -> np.ndarray:
+    """The artifact's logits for raw rows, in batches."""
+    import onnxruntime as ort
+
+    opts, _ = session_options()
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    feeds = rows.feeds()
+    out = []
+    for i in range(0, len(rows), BATCH):
+        batch = {k: v[i : i + BATCH] for k, v in feeds.items()}
+        out.append(sess.run(["logits"], batch)[0])
+    n_classes = sess.get_outputs()[0].shape[1]
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+
+
+def torch_logits(checkpoint_path: str | Path, x: np.ndarray) -> np.ndarray:
+    """The torch model's logits on the path it is scored on (loading sets its engine)."""
+    import torch
+
+    from quantbench.quant.loader import load_model
+
+    torch.set_num_threads(1)
+    module = load_model(checkpoint_path).module
+    with torch.inference_mode():
+        parts = [
+            module(torch.from_numpy(x[i : i + BATCH])).float() for i in range(0, len(x), BATCH)
+        ]
+    return torch.cat(parts).numpy()
+
+
+def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Agreement of the predicted classes, the largest |logit difference|, both accuracies."""
+    if reference.shape != artifact.shape or len(labels) != len(reference):
+        raise ValueError(
+            f"torch logits {reference.shape} and artifact logits {artifact.shape} differ in "
+            "shape; re-export the artifact from this checkpoint"
+        )
+    ref_pred, art_pred = reference.argmax(1), artifact.argmax(1)
+    diff = np.abs(reference.astype(np.float64) - artifact.astype(np.float64))
+    n = len(labels)
+    return {
+        "rows": int(n),
+        "agreeing_rows": int(np.count_nonzero(ref_pred == art_pred)),
+        "agreement": float(np.mean(ref_pred == art_pred)) if n else 1.0,
+        "max_abs_logit_diff": float(diff.max()) if n else 0.0,
+        "mean_abs_logit_diff": float(diff.mean()) if n else 0.0,
+        "artifact_accuracy": float(np.mean(art_pred == labels)) if n else 0.0,
+        "torch_accuracy": float(np.mean(ref_pred == labels)) if n else 0.0,
+        "nonfinite_logits": int(np.count_nonzero(~np.isfinite(artifact))),
+    }
+
+
+def _rows_fingerprint(rows: RawRows) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(rows.numeric, dtype=np.float32).tobytes())
+    digest.update("\x1f".join(rows.categorical.ravel().tolist()).encode())
+    return digest.hexdigest()
+
+
+def run_parity(
+    artifact_dir: str, checkpoint_path: str, dataset_path: str, raw_test_path: str, out: str
+) -> None:
+    """The parity step: score the artifact and its torch model, write the facts."""
+    manifest = read_manifest(artifact_dir)
+    ds, rows = load_dataset(dataset_path), load_raw_rows(raw_test_path)
+    if len(rows) != len(ds.y_test):
+        raise ValueError(
+            f"{raw_test_path}: {len(rows)} rows, the dataset's test split has {len(ds.y_test)}; "
+            "rerun the preprocess step"
+        )
+    if rows.numeric_columns != manifest.numeric or rows.categorical_columns != manifest.categorical:
+        raise ValueError(
+            f"{raw_test_path}: its columns differ from the artifact's inputs; re-export it"
+        )
+    reference = torch_logits(checkpoint_path, ds.x_test)
+    artifact = run_artifact(Path(artifact_dir) / MODEL_FILE, rows)
+    _, settings = session_options()
+    raw = manifest.raw
+    write_json(
+        out,
+        {
+            "format": PARITY_FORMAT,
+            "version": PARITY_VERSION,
+            "model": raw["model"]["name"],
+            "replicate": raw["replicate"],
+            "method": manifest.method,
+            "kind": raw["method"]["kind"],
+            "artifact": str(Path(artifact_dir)),
+            "onnx_sha256": manifest.onnx_sha256,
+            "checkpoint_sha256": raw["checkpoint_sha256"],
+            "raw_rows_sha256": _rows_fingerprint(rows),
+            "fallbacks": [x for x in raw["layers"] if x.get("fallback")],
+            **compare(reference, artifact, ds.y_test),
+            "session": settings,
+            "versions": tool_versions(),
+        },
+    )

@@ -1,0 +1,57 @@
+"""Dynamic int8 ONNX graphs (ptq_dynamic; per-channel weight-only codes on torch's int8 path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import numpy_helper
+
+from quantbench.deploy.graph import export_graph
+from tests import _deploy, _toy
+
+
+def _parity(graph, loaded, x) -> tuple[float, float]:
+    got, want = _deploy.onnx_logits(graph.model, x), _deploy.torch_logits(loaded, x)
+    return float((got.argmax(1) == want.argmax(1)).mean()), float(np.abs(got - want).max())
+
+
+@pytest.mark.parametrize("arch", _toy.ARCHS)
+def test_dynamic_graph_agrees_with_torch_int8(tmp_path, arch):
+    loaded = _deploy.checkpoint(tmp_path, arch, "ptq_dynamic")
+    graph = export_graph(loaded)
+    x = _deploy.eval_rows()
+    assert _parity(graph, loaded, x)[0] >= 0.995
+    # the activation range is the batch's, as in torch: a smaller batch agrees as well
+    assert _parity(graph, loaded, x[:64])[0] >= 0.98
+    assert "MatMulInteger" in _deploy.op_types(graph.model)
+    assert all(layer.fallback is None for layer in graph.layers)
+    assert any("x64quantprecision" in note for note in graph.notes)
+
+
+def test_dynamic_graph_holds_torch_codes(tmp_path):
+    loaded = _deploy.checkpoint(tmp_path, "custom", "ptq_dynamic", {"per_channel": True})
+    model = export_graph(loaded).model
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name in ("stem", "blocks.0.fc1", "blocks.0.fc2", "head"):
+        q = loaded.module.get_submodule(name).weight()
+        assert np.array_equal(inits[f"{name}.weight.codes"], q.int_repr().numpy().T)
+        assert np.array_equal(
+            inits[f"{name}.weight.scale"], q.q_per_channel_scales().numpy().astype(np.float32)
+        )
+    x = _deploy.eval_rows()
+    got, want = _deploy.onnx_logits(model, x), _deploy.torch_logits(loaded, x)
+    assert np.abs(got - want).max() <= 1e-4  # MLP-like: the same integer products as torch
+
+
+def test_per_channel_weight_only_codes_run_as_torch_int8(tmp_path):
+    loaded = _deploy.checkpoint(tmp_path, "mlp", "rtn", {"bits": 4, "group_size": -1})
+    graph = export_graph(loaded)
+    assert all(layer.executes_as.startswith("int8 dynamic") for layer in graph.layers)
+    x = _deploy.eval_rows()
+    agreement, delta = _parity(graph, loaded, x)
+    assert agreement == 1.0 and delta <= 1e-4
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.model.graph.initializer}
+    codes = loaded.state["layers"]["layers.head"]
+    head = loaded.module.get_submodule("layers.head").weight()
+    assert np.array_equal(inits["layers.head.weight.codes"], head.int_repr().numpy().T)
+    assert codes["scales"].shape[1] == 1
