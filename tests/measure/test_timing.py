@@ -50,7 +50,7 @@ TINY = {"threads": 1, "batch_size": 16, "warmup": 2, "rounds": 4, "latency_sampl
         "throughput_repeats": 4}  # fmt: skip
 
 
-def _run(tmp_path, reference="fp32.pt", candidate="rtn_w4.pt", method="rtn_w4", data=None):
+def _run(tmp_path, reference="fp32.pt", candidate="rtn_w4.pt", method="rtn_w4", data=None, **extra):
     out = tmp_path / "timing" / "mlp" / f"{method}.json"
     run_timing(
         reference_path=str(tmp_path / reference),
@@ -62,6 +62,7 @@ def _run(tmp_path, reference="fp32.pt", candidate="rtn_w4.pt", method="rtn_w4", 
         replicate="seed42",
         timing=TINY,
         timing_out=str(out),
+        **extra,
     )
     return json.loads(out.read_text())
 
@@ -72,8 +73,9 @@ def test_timing_json_has_the_fields_of_the_spec(tmp_path):
     assert set(doc) == {
         "format", "version", "model", "method", "kind", "replicate", "settings", "reference",
         "candidate", "rounds", "threads", "device", "torch_version", "cpu", "cpu_facts",
-        "memory",
+        "memory", "runtimes",
     }  # fmt: skip
+    assert doc["runtimes"] == ["torch"]
     assert (doc["format"], doc["version"]) == ("quantbench-timing", 1)
     assert (doc["model"], doc["method"], doc["kind"], doc["replicate"]) == (
         "mlp", "rtn_w4", "rtn", "seed42",

@@ -209,14 +209,14 @@ def method_lib(method, *entries):
 
 
 def get_export_model_input(wildcards):
-    """The checkpoint, the replicate's fitted preprocessor (unpickling it runs data.py) and
+    """The checkpoint, the replicate's fitted preprocessor (unpickling it runs data/split.py) and
     data card (the reader rules), and the library."""
     model, rep, method = wildcards.model, wildcards.rep, wildcards.method
     return {
         "checkpoint": checkpoint(model, rep, method),
         "preprocessor": f"results/data/{rep}/preprocessor.joblib",
         "card": f"results/data/{rep}/data_card.json",
-        "lib": method_lib(method, "deploy/artifact.py", "data.py"),
+        "lib": method_lib(method, "deploy/artifact.py", "data/split.py"),
     }
 
 
@@ -291,15 +291,31 @@ def get_predict_rows_input(wildcards):
     }
 
 
+def timing_onnxruntime():
+    """Whether the time jobs time the ONNX artifacts too (the config check makes runtimes:
+    onnxruntime imply deploy.export)."""
+    return "onnxruntime" in config["runtimes"] and exporting()
+
+
 def get_time_input(wildcards):
+    """Both checkpoints of the timed replicate and, when ONNX Runtime is timed, both
+    artifacts, the raw test rows they take and the ONNX Runtime helpers."""
     model, method = wildcards.model, wildcards.method
-    return {
+    inputs = {
         "reference": checkpoint(model, TIMED_REP, "fp32"),
         "candidate": checkpoint(model, TIMED_REP, method),
         "info": f"results/models/{model}/{TIMED_REP}/{method}.info.json",
         "dataset": f"results/data/{TIMED_REP}/dataset.npz",
         "lib": lib("measure/timing.py", kind_file(kind_of(method))),
     }
+    if timing_onnxruntime():
+        inputs |= {
+            "ort_reference": f"{artifact_dir(model, TIMED_REP, 'fp32')}/model.onnx",
+            "ort_candidate": f"{artifact_dir(model, TIMED_REP, method)}/model.onnx",
+            "raw_test": f"results/data/{TIMED_REP}/test_raw.npz",
+            "ort_lib": lib("measure/ort.py", "data/rawrows.py"),
+        }
+    return inputs
 
 
 def get_time_threads():

@@ -20,6 +20,12 @@ def main() -> None:
         replicate=snakemake.params.replicate,
         timing=snakemake.params.timing,
         timing_out=snakemake.output[0],
+        artifacts={
+            side: snakemake.input[side]
+            for side in ("ort_reference", "ort_candidate")
+            if side in snakemake.input.keys()
+        },
+        raw_test_path=snakemake.input.get("raw_test"),
     )
 
 

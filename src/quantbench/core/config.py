@@ -255,6 +255,11 @@ def resolve_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) 
     problem = rounds_problem(resolved["evaluate"])
     if problem:
         raise ConfigError(problem)
+    if "onnxruntime" in resolved["runtimes"] and not resolved["deploy"]["export"]:
+        raise ConfigError(
+            "runtimes: onnxruntime times the exported artifacts, but deploy.export is false; "
+            "set deploy.export: true, or runtimes: [torch]"
+        )
     return canonical(resolved)
 
 

@@ -19,36 +19,16 @@ from quantbench.core.files import write_json
 from quantbench.data.dataset import load_dataset
 from quantbench.data.rawrows import RawRows, load_raw_rows
 from quantbench.deploy.manifest import MODEL_FILE, read_manifest, tool_versions
+from quantbench.measure.ort import open_session, session_options
 
 PARITY_FORMAT = "quantbench-parity"
 PARITY_VERSION = 1
 BATCH = 4096
 
 
-def session_options() -> tuple[Any, dict[str, Any]]:
-    """One intra-op thread, sequential execution: the settings every artifact is scored with."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    settings = {
-        "intra_op_num_threads": 1,
-        "inter_op_num_threads": 1,
-        "execution_mode": "sequential",
-        "graph_optimization_level": str(opts.graph_optimization_level),
-        "providers": ["CPUExecutionProvider"],
-    }
-    return opts, settings
-
-
 def run_artifact(onnx_path: str | Path, rows: RawRows) -> np.ndarray:
     """The artifact's logits for raw rows, in batches."""
-    import onnxruntime as ort
-
-    opts, _ = session_options()
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = open_session(onnx_path)
     feeds = rows.feeds()
     out = []
     for i in range(0, len(rows), BATCH):

@@ -105,9 +105,19 @@ def split_evenly(total: int, parts: int) -> list[int]:
     return [q + (i < r) for i in range(parts)]
 
 
-def round_order(r: int) -> tuple[str, str]:
-    """Round 0 times the reference first, round 1 the candidate first, and so on."""
-    return SIDES if r % 2 == 0 else (SIDES[1], SIDES[0])
+def round_order(r: int, sides: tuple[str, ...] = SIDES) -> tuple[str, ...]:
+    """The sides rotated by ``r``: with two, round 0 times the reference first, round 1 the
+    candidate first, and so on; with n, each side takes each place once every n rounds."""
+    k = r % len(sides)
+    return (*sides[k:], *sides[:k])
+
+
+def rows_at(source: Any, index: np.ndarray) -> Any:
+    """Rows ``index`` of ``source``: a tensor (rows, features) or anything indexed like one by
+    an index array (the artifact's raw inputs, :class:`quantbench.measure.ort.RowFeeds`)."""
+    if isinstance(source, torch.Tensor):
+        return source[torch.from_numpy(index)].contiguous()
+    return source[index]
 
 
 @contextlib.contextmanager
@@ -168,9 +178,15 @@ def paired_rounds(
     x: torch.Tensor,
     cfg: TimingConfig,
     round_warmup: int = ROUND_WARMUP,
+    inputs: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Time the modules of ``make["reference"]`` against those of ``make["candidate"]`` in
-    interleaved rounds, with ``cfg.threads`` torch threads.
+    """Time the modules of ``make["reference"]`` against those of ``make["candidate"]`` (and of
+    any further sides ``make`` names, in its order) in interleaved rounds, with ``cfg.threads``
+    torch threads.
+
+    Every side runs the same rows: ``x``'s, or, for a side named in ``inputs``, the same rows
+    of that side's own source (e.g. the raw feature rows an ONNX artifact takes, row for row
+    those of ``x``). Its callables are called with those rows as the source slices them.
 
     The warm-up (``cfg.warmup`` untimed calls and passes per side) and every block of every
     round ask the side's factory for the module of that block's kind (``"calls"`` for
@@ -178,43 +194,49 @@ def paired_rounds(
     JSON: per round its ``order`` and, per side, ``latency_ms`` (one entry per batch-1 call)
     and ``pass_ms`` (one per pass).
     """
-    rows = batch_of(x, cfg.latency_samples)  # (latency_samples, features), both sides alike
-    batch = batch_of(x, cfg.batch_size)  # (batch_size, features)
+    sides = tuple(make)
+    n = x.shape[0]
+    sources = {side: (inputs or {}).get(side, x) for side in sides}
+    row_index = np.arange(cfg.latency_samples) % n  # every side the same rows (batch_of's)
+    rows = {s: rows_at(src, row_index) for s, src in sources.items()}
+    batch = {s: rows_at(src, np.arange(cfg.batch_size) % n) for s, src in sources.items()}
     calls = split_evenly(cfg.latency_samples, cfg.rounds)
     passes = split_evenly(cfg.throughput_repeats, cfg.rounds)
     rounds = []
     with _timing_conditions(cfg.threads):
-        for side in SIDES:
+        for side in sides:
             for i in range(cfg.warmup):  # a new module each time: every copy gets its share
-                warm_calls(make[side]("calls"), rows[i % rows.shape[0] :], 1)
-                warm_passes(make[side]("passes"), batch, 1)
+                warm_calls(make[side]("calls"), rows[side][i % cfg.latency_samples :], 1)
+                warm_passes(make[side]("passes"), batch[side], 1)
         start = 0
         for r in range(cfg.rounds):
-            block = rows[start : start + calls[r]]  # this round's rows, the same for both sides
+            # this round's rows, the same for every side
+            block = {s: rows[s][start : start + calls[r]] for s in sides}
             start += calls[r]
-            rounds.append(_time_round(make, round_order(r), block, batch, passes[r], round_warmup))
+            order = round_order(r, sides)
+            rounds.append(_time_round(make, order, block, batch, passes[r], round_warmup))
     return rounds
 
 
 def _time_round(
     make: Mapping[str, Factory],
-    order: tuple[str, str],
-    rows: torch.Tensor,
-    batch: torch.Tensor,
+    order: tuple[str, ...],
+    rows: Mapping[str, Any],
+    batch: Mapping[str, Any],
     passes: int,
     warmup: int,
 ) -> dict[str, Any]:
-    """One round: the batch-1 blocks of both sides in ``order``, then their blocks of passes,
+    """One round: the batch-1 blocks of every side in ``order``, then their blocks of passes,
     each block after ``warmup`` untimed calls (passes) of its own."""
-    result: dict[str, Any] = {"order": list(order), **{side: {} for side in SIDES}}
+    result: dict[str, Any] = {"order": list(order), **{side: {} for side in make}}
     callers = {side: make[side]("calls") for side in order}
     for side in order:
-        warm_calls(callers[side], rows, warmup)
-        result[side]["latency_ms"] = call_ms(callers[side], rows)
+        warm_calls(callers[side], rows[side], warmup)
+        result[side]["latency_ms"] = call_ms(callers[side], rows[side])
     passers = {side: make[side]("passes") for side in order}
     for side in order:
-        warm_passes(passers[side], batch, warmup)
-        result[side]["pass_ms"] = pass_ms(passers[side], batch, passes)
+        warm_passes(passers[side], batch[side], warmup)
+        result[side]["pass_ms"] = pass_ms(passers[side], batch[side], passes)
     return result
 
 

@@ -12,12 +12,21 @@ from quantbench.data.dataset import Dataset, load_dataset
 from quantbench.machine.cpu import cpu_facts
 from quantbench.machine.kernels import describe_execution, kernels_that_ran, runs_int8
 from quantbench.machine.memory import peak_rss_bytes
-from quantbench.measure.harness import RotatingCopies, TimingConfig, paired_rounds, set_threads
+from quantbench.measure.harness import (
+    BLOCKS,
+    LAYOUTS,
+    RotatingCopies,
+    TimingConfig,
+    paired_rounds,
+    set_threads,
+)
 from quantbench.quant.loader import LoadedModel, load_model
 from quantbench.training.checkpoint import CheckpointError
 
 TIMING_FORMAT = "quantbench-timing"
 TIMING_VERSION = 1
+# The ONNX Runtime sides of a timing job: FP32's artifact and the method's, same replicate.
+ORT_SIDES = {"ort_reference": "reference", "ort_candidate": "candidate"}
 
 
 def _describe_side(loaded: LoadedModel, x: torch.Tensor, info: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +64,39 @@ def _load_pair(
     return ref, cand
 
 
+def _artifact_side(onnx_path: str) -> dict[str, Any]:
+    """What ONNX Runtime makes of one artifact: its optimized graph's operators."""
+    from quantbench.measure.ort import optimized_ops, quantized_ops
+
+    ops = optimized_ops(onnx_path)
+    return {"artifact": str(onnx_path), "ops": ops, "quantized_ops": quantized_ops(ops)}
+
+
+def _ort_sides(
+    artifacts: dict[str, str], raw_test_path: str, test_rows: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(session factories, raw-row inputs, the record's ``onnxruntime`` block) of the two
+    artifacts; the raw rows must be the test split's, row for row."""
+    from quantbench.data.rawrows import load_raw_rows
+    from quantbench.measure.ort import RotatingSessions, RowFeeds, runtime_facts
+
+    raw = load_raw_rows(raw_test_path)
+    if len(raw) != test_rows:
+        raise ValueError(
+            f"{raw_test_path}: {len(raw)} raw test rows, the dataset has {test_rows}; rerun "
+            "the preprocess step"
+        )
+    make = {s: RotatingSessions(artifacts[s], LAYOUTS, BLOCKS) for s in ORT_SIDES}
+    feeds = RowFeeds(raw.feeds())
+    block = {
+        **runtime_facts(),
+        "input": "raw feature rows through the artifact's in-graph preprocessing",
+        **{ORT_SIDES[s]: _artifact_side(artifacts[s]) for s in ORT_SIDES},
+        "sessions_per_side": make["ort_candidate"].count,
+    }
+    return make, dict.fromkeys(ORT_SIDES, feeds), block
+
+
 def run_timing(
     reference_path: str,
     candidate_path: str,
@@ -65,8 +107,14 @@ def run_timing(
     replicate: str,
     timing: dict[str, Any],
     timing_out: str,
+    artifacts: dict[str, str] | None = None,
+    raw_test_path: str | None = None,
 ) -> None:
     """The time step: FP32 and one method's model timed in paired rounds, the timing JSON out.
+
+    With ``artifacts`` (``{"ort_reference": fp32 model.onnx, "ort_candidate": the method's}``)
+    and the replicate's raw test rows, both artifacts are timed too, as ONNX Runtime sessions
+    fed the raw rows, in the same rounds (sides ``ort_reference``, ``ort_candidate``).
 
     Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
     process's peak RSS (both models, their ``LAYOUTS`` copies per block kind, the data and
@@ -80,12 +128,21 @@ def run_timing(
     x = torch.from_numpy(ds.x_test)
     info = read_json(info_path) if info_path else {}
     sides = {"reference": _describe_side(ref, x, {}), "candidate": _describe_side(cand, x, info)}
-    make = {
+    make: dict[str, Any] = {
         "reference": RotatingCopies(ref.module, seed=0),
         "candidate": RotatingCopies(cand.module, seed=1),
     }
-    rounds = paired_rounds(make, x, cfg)
+    inputs, ort_block = {}, None
+    if artifacts:
+        if raw_test_path is None:
+            raise ValueError("timing ONNX artifacts needs the raw test rows (raw_test_path)")
+        ort_make, inputs, ort_block = _ort_sides(artifacts, raw_test_path, x.shape[0])
+        make |= ort_make
+    rounds = paired_rounds(make, x, cfg, inputs=inputs)
     facts = cpu_facts()
+    runtimes = {"runtimes": ["torch", "onnxruntime"] if artifacts else ["torch"]}
+    if ort_block is not None:
+        runtimes["onnxruntime"] = ort_block
     write_json(
         timing_out,
         {
@@ -107,5 +164,6 @@ def run_timing(
                 "peak_rss_bytes": peak_rss_bytes(),
                 "copies_per_side": make["candidate"].count,
             },
+            **runtimes,
         },
     )
