@@ -36,9 +36,31 @@ class Method:
     speed_n: float = 1.0  # true full-batch speed-up
     layer_error: bool = False
     jitter: int = 0  # extra broken rows in replicate i: i * jitter (spread over replicates)
+    ort_1: float = 4.0  # true batch-1 speed-up of its ONNX artifact over torch FP32
+    ort_n: float = 1.2  # true full-batch speed-up of its ONNX artifact over torch FP32
 
 
 FP32 = Method("fp32", "fp32", bits=32, size_bytes=290_000)
+ORT_FP32 = (4.0, 1.2)  # FP32's artifact in ONNX Runtime over torch FP32: batch 1, batch N
+
+
+def ort_block(m: Method) -> dict[str, Any]:
+    """The timing record's ``onnxruntime`` block of FP32 and ``m``'s artifacts."""
+    fused = {"com.microsoft:QGemm": 3} if m.kind.startswith(("ptq_static", "qat")) else {}
+    return {
+        "version": "1.32.0", "available_providers": ["CPUExecutionProvider"],
+        "session_options": {"intra_op_num_threads": 1, "inter_op_num_threads": 1,
+                            "execution_mode": "sequential",
+                            "graph_optimization_level": "ORT_ENABLE_ALL",
+                            "providers": ["CPUExecutionProvider"]},
+        "input": "raw feature rows through the artifact's in-graph preprocessing",
+        "reference": {"artifact": "results/deploy/mlp/seed42/fp32/model.onnx",
+                      "ops": {"MatMul": 3}, "quantized_ops": {}},
+        "candidate": {"artifact": f"results/deploy/mlp/seed42/{m.name}/model.onnx",
+                      "ops": fused or {"MatMul": 3}, "quantized_ops": fused},
+        "sessions_per_side": 16,
+    }  # fmt: skip
+
 
 DEFAULT_METHODS = [
     Method("ptq_dynamic", "ptq_dynamic", broken=6, fixed=4, size_bytes=75_500, speed_1=0.8,
@@ -153,7 +175,7 @@ def _side(
 
 def timing_record(
     m: Method, model: str, rep: str, rounds: int = 20, seed: int = 0, noise: float = 0.03,
-    latency_samples: int = 2000, throughput_repeats: int = 200,
+    latency_samples: int = 2000, throughput_repeats: int = 200, onnxruntime: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     rng = np.random.default_rng(seed)
     calls = max(1, latency_samples // rounds)
@@ -165,6 +187,15 @@ def timing_record(
         cand = _side(rng, 0.045 / m.speed_1, 2.2 / m.speed_n, drift, calls, passes, noise)
         order = ["reference", "candidate"] if i % 2 == 0 else ["candidate", "reference"]
         out_rounds.append({"order": order, "reference": ref, "candidate": cand})
+        if onnxruntime:
+            sides = ("ort_reference", "ort_candidate")
+            out_rounds[-1] |= {
+                sides[0]: _side(rng, 0.045 / ORT_FP32[0], 2.2 / ORT_FP32[1], drift, calls,
+                                passes, noise),
+                sides[1]: _side(rng, 0.045 / m.ort_1, 2.2 / m.ort_n, drift, calls, passes,
+                                noise),
+            }  # fmt: skip
+            out_rounds[-1]["order"] = [*order, *sides]
     int8 = m.kind.startswith(("ptq", "qat"))
     return {
         "format": "quantbench-timing", "version": 1, "model": model, "method": m.name,
@@ -184,6 +215,8 @@ def timing_record(
                       "features": ["avx2", "fma", "avx512f"], "torch_capability": "AVX512"},
         "memory": {"peak_rss_bytes": 300 * 2**20,
                    "copies_per_side": 16},
+        "runtimes": ["torch", "onnxruntime"] if onnxruntime else ["torch"],
+        **({"onnxruntime": ort_block(m)} if onnxruntime else {}),
     }  # fmt: skip
 
 
@@ -218,6 +251,7 @@ def write_run(
     rounds: int = 20,
     model: str = "mlp",
     fp32_accuracy: float = 0.91,
+    onnxruntime: bool = False,
 ) -> Run:
     """Quality files for FP32 and every method in every replicate, timing per method."""
     methods = DEFAULT_METHODS if methods is None else methods
@@ -235,7 +269,8 @@ def write_run(
             run.quality.append(str(path))
     for i, m in enumerate(methods):
         path = root / "timing" / model / f"{m.name}.json"
-        write_json(path, timing_record(m, model, f"seed{seeds[0]}", rounds, seed=i))
+        record = timing_record(m, model, f"seed{seeds[0]}", rounds, seed=i, onnxruntime=onnxruntime)
+        write_json(path, record)
         run.timing.append(str(path))
     if any(m.kind.startswith(("ptq", "qat")) for m in methods):
         path = root / "engine" / f"{model}.json"

@@ -21,9 +21,9 @@ def main() -> None:
         timing=snakemake.params.timing,
         timing_out=snakemake.output[0],
         artifacts={
-            side: snakemake.input[side]
+            side: snakemake.input.get(side)
             for side in ("ort_reference", "ort_candidate")
-            if side in snakemake.input.keys()
+            if snakemake.input.get(side)
         },
         raw_test_path=snakemake.input.get("raw_test"),
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quantbench.core.files import write_json, write_text
-from quantbench.report import deploy
+from quantbench.report import deploy, runtimes
 from quantbench.report.facts import load_facts
 from quantbench.report.metrics import Metrics, build_records, throughput_batch, validate_records
 from quantbench.report.plots import PLOT_NAMES, write_plots
@@ -82,12 +82,14 @@ def summarize(
     by_model = build_metrics(quality_paths, timing_paths, cfg, engine_paths)
     parity = deploy.load_parity(parity_paths)
     verdicts = deploy.judge(parity, parity_cfg)
-    candidates, left = deploy.deployable(by_model, verdicts)
+    rows = runtimes.rows_by_model(by_model)  # one row per (method, runtime)
+    runtimes.add_runtime_accuracy(rows, verdicts)
+    candidates, left = deploy.deployable(rows, verdicts)
     rec = recommendation(candidates, goal)
-    md, csv = render_markdown(by_model, rec), render_csv(by_model)
+    md, csv = render_markdown(rows, rec), render_csv(rows)
     if verdicts:
         rec = deploy.add_artifacts(rec, verdicts, left)
-        md, csv = render_markdown(by_model, rec), deploy.add_csv_columns(csv, verdicts)
+        md, csv = render_markdown(rows, rec), deploy.add_csv_columns(csv, verdicts)
         md += "\n" + "\n".join(deploy.render_parity(verdicts, parity_cfg, rec)) + "\n"
     figures = deploy.figures_records(figures_paths, by_model, parity, verdicts)
     for r in (r for rs in by_model.values() for r in rs):
@@ -97,4 +99,4 @@ def summarize(
     write_text(out_csv, csv)
     write_text(out_md, md)
     write_json(out_recommendation, rec)
-    write_plots(by_model, plot_dir)
+    write_plots(rows, plot_dir)

@@ -109,6 +109,7 @@ def deployable(
         left[model] = [
             {
                 "method": r["method"],
+                "runtime": r.get("runtime", "torch"),
                 "reason": "its ONNX artifact fails parity with torch: "
                 + "; ".join(verdicts[(model, r["method"])]["problems"]),
             }
@@ -136,7 +137,10 @@ def render_parity(
     lines = ["## Deployable ONNX artifacts", ""]
     for m in rec["models"]:
         where = m["artifact"] or "none: the chosen method's artifact fails parity"
-        lines.append(f"- model `{m['model']}`, method `{m['choice']}`: deploy `{where}`")
+        runtime = m.get("runtime", "torch")
+        lines.append(
+            f"- model `{m['model']}`, method `{m['choice']}` in {runtime}: deploy `{where}`"
+        )
     lines += [
         "",
         f"Parity with torch on every replicate's test rows: FP32 artifacts agree on "

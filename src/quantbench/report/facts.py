@@ -23,6 +23,7 @@ import numpy as np
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 REFERENCE = "fp32"
+ORT_SIDES = ("ort_reference", "ort_candidate")  # a timing job's ONNX Runtime sides
 _RESCORE = "delete it and rerun the workflow so that it is scored again"
 
 
@@ -182,7 +183,7 @@ def load_timing(path: str, schema: dict[str, Any]) -> Timed:
     record = read_json_strict(path, "timing")
     validate(_thin_rounds(record) if isinstance(record, dict) else record, path, schema, "timing")
     for i, r in enumerate(record["rounds"]):
-        for side in ("reference", "candidate"):
+        for side in ("reference", "candidate", *(s for s in ORT_SIDES if s in r)):
             for name in ("latency_ms", "pass_ms"):
                 _times(r[side][name], path, f"rounds.{i}.{side}.{name}")
     if (

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from quantbench.report.facts import REFERENCE, ModelFacts, Scored, Timed, load_schema, validate
-from quantbench.report.order import round_ratios, speedup_interval
 from quantbench.report.pareto import add_pareto
 from quantbench.report.quality import (
     accuracy_difference,
@@ -24,14 +23,19 @@ from quantbench.report.quality import (
     macro_f1_interval,
 )
 from quantbench.report.replicates import replicate_evidence
+from quantbench.report.speed import (
+    median_of,
+    reference_speedups,
+    runtimes_block,
+    side_figures,
+    speedups,
+)
 from quantbench.report.stats import ReportConfig, mcnemar
-from quantbench.report.wording import REFERENCE as REFERENCE_WORD
-from quantbench.report.wording import accuracy_verdict, speed_verdict
+from quantbench.report.wording import accuracy_verdict
 
 Metrics = dict[str, Any]
 FORMAT, VERSION = "quantbench-metrics", 4
 _INFO_KEYS = ("layer_error", "calibration_rows", "quantize_seconds", "history")
-_SPEEDUPS = (("batch_1", "latency_ms"), ("batch_n", "pass_ms"))
 
 
 def classification(y: np.ndarray, p: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -169,63 +173,6 @@ def mean_layer_error(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 # Timing
 
 
-def side_figures(t: Timed, side: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Absolute latency (all batch-1 calls) and throughput (batch / median pass) of one side."""
-    rounds, batch = t.record["rounds"], t.record["settings"]["batch_size"]
-    calls = np.concatenate([r[side]["latency_ms"] for r in rounds])
-    passes = np.concatenate([r[side]["pass_ms"] for r in rounds])
-    latency = {
-        "batch": 1,
-        "p50": float(np.percentile(calls, 50)),
-        "p95": float(np.percentile(calls, 95)),
-        "mean": float(calls.mean()),
-        "samples": int(calls.size),
-    }
-    throughput = {
-        "batch": int(batch),
-        "samples_per_s": float(batch / (np.median(passes) / 1000)),
-        "repeats": int(passes.size),
-    }
-    return latency, throughput
-
-
-def _median_of(figures: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Key-wise median of several jobs' figures (integers stay integers)."""
-    out: dict[str, Any] = {}
-    for key, value in figures[0].items():
-        med = float(np.median([f[key] for f in figures]))
-        out[key] = round(med) if isinstance(value, int) else med
-    return out
-
-
-def speedups(t: Timed, cfg: ReportConfig) -> dict[str, Any]:
-    """Batch-1 and batch-N speed-up of the candidate over FP32 with intervals and verdicts."""
-    rounds = t.record["rounds"]
-    out = {}
-    for key, name in _SPEEDUPS:
-        ratios = round_ratios(
-            [r["reference"][name] for r in rounds], [r["candidate"][name] for r in rounds]
-        )
-        iv = speedup_interval(ratios, cfg)
-        batch = 1 if key == "batch_1" else int(t.record["settings"]["batch_size"])
-        out[key] = {
-            **iv.to_json(),
-            "batch": batch,
-            "round_ratios": ratios.tolist(),
-            "noise": cfg.speed_noise,
-            "verdict": speed_verdict(iv, cfg.speed_noise, rounds=ratios.tolist()),
-        }
-    return out
-
-
-def _reference_speedups(batch: int) -> dict[str, Any]:
-    one = {"estimate": 1.0, "ci": [1.0, 1.0], "method": "reference", "round_ratios": []}
-    return {
-        "batch_1": {**one, "batch": 1, "verdict": REFERENCE_WORD},
-        "batch_n": {**one, "batch": batch, "verdict": REFERENCE_WORD},
-    }
-
-
 def timing_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[str, Any]:
     """Absolute figures, speed-ups and timing facts; FP32's from every job of the model."""
     jobs = [facts.timing[m] for m in sorted(facts.timing)]
@@ -240,9 +187,9 @@ def timing_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[str,
     batch = int(first["settings"]["batch_size"])
     peak = None if method == REFERENCE else first["memory"]["peak_rss_bytes"]
     return {
-        "latency_ms": _median_of([f[0] for f in figures]),
-        "throughput": _median_of([f[1] for f in figures]),
-        "speedup": _reference_speedups(batch) if method == REFERENCE else speedups(jobs[0], cfg),
+        "latency_ms": median_of([f[0] for f in figures]),
+        "throughput": median_of([f[1] for f in figures]),
+        "speedup": reference_speedups(batch) if method == REFERENCE else speedups(jobs[0], cfg),
         "threads": first["threads"],
         "cpu": first["cpu"],
         "cpu_facts": first["cpu_facts"],
@@ -321,6 +268,7 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         "coverage": cov,
         "weights_quantized_pct": None if cov is None else 100 * cov["weights_quantized"],
         **timing_block(facts, method, cfg),
+        "runtimes": runtimes_block(facts, method, cfg),
         "pareto": None,
     }
 

@@ -146,7 +146,7 @@ def _front_line(ax: Any, records: Sequence[Metrics]) -> list:
     """Dashed line through each model's Pareto front, by speed-up; returns its display boxes."""
     boxes = []
     for model in dict.fromkeys(r["model"] for r in records):
-        front = [r for r in records if r["model"] == model and r["pareto"]["on_front"]]
+        front = [r for r in records if r["model"] == model and (r["pareto"] or {}).get("on_front")]
         front.sort(key=lambda r: r["speedup"]["batch_1"]["estimate"])
         fx = [r["speedup"]["batch_1"]["estimate"] for r in front]
         fy = [r["accuracy"]["estimate"] for r in front]
@@ -172,7 +172,7 @@ def plot_accuracy_vs_latency(records: Sequence[Metrics], plot_dir: str, multi: b
     ax.axvline(1.0, color="0.6", lw=0.8, zorder=1)
     lines = _front_line(ax, timed)
     ax.set_xlabel(
-        "batch-1 speed-up over FP32, × (bar: CI; FP32 = 1"
+        "batch-1 speed-up over torch FP32, × (bar: CI; torch FP32 = 1"
         + (", log scale)" if use_log(xs) else ")")
     )
     ax.set_title("Accuracy vs batch-1 speed-up (upper right is better)")
@@ -350,13 +350,17 @@ def plot_metrics_bars(
 
 
 def write_plots(by_model: dict[str, list[Metrics]], plot_dir: str) -> None:
-    """Every plot of PLOT_NAMES as PNG and SVG under ``plot_dir``."""
+    """Every plot of PLOT_NAMES as PNG and SVG under ``plot_dir``; ``by_model`` holds the
+    metrics records or their (method, runtime) rows (:mod:`quantbench.report.runtimes`)."""
     Path(plot_dir).mkdir(parents=True, exist_ok=True)
-    records = [r for rs in by_model.values() for r in rs]
+    rows = [r for rs in by_model.values() for r in rs]
+    # quality and size are the model's, whatever runs it: those plots draw torch's rows only;
+    # the speed plots every (method, runtime) row
+    records = [r for r in rows if r.get("runtime", "torch") == "torch"]
     multi = len(by_model) > 1
     plot_accuracy_vs_size(records, plot_dir, multi)
-    plot_accuracy_vs_latency(records, plot_dir, multi)
-    plot_metrics_bars(records, plot_dir, multi, throughput_batch(records))
+    plot_accuracy_vs_latency(rows, plot_dir, multi)
+    plot_metrics_bars(rows, plot_dir, multi, throughput_batch(rows))
     plot_confusion_matrices(records, plot_dir, multi)
     plot_layer_error(records, plot_dir, multi)
     plot_accuracy_diff(records, plot_dir, multi)

@@ -267,8 +267,10 @@ def kind_legend(ax: Any, styles: dict[str, tuple[str, str]], extra: Sequence[Any
 
 
 def point_label(r: Metrics, multi: bool) -> str:
-    """A record's name in a plot: the method, prefixed with the model when there are several."""
-    return f"{r['model']}/{r['method']}" if multi else r["method"]
+    """A record's name in a plot: the method, prefixed with the model when there are several,
+    with the runtime when it is not torch."""
+    name = f"{r['model']}/{r['method']}" if multi else r["method"]
+    return name + (" (ONNX Runtime)" if r.get("runtime") == "onnxruntime" else "")
 
 
 def errors(block: dict[str, Any]) -> tuple[float, float]:

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quantbench.report.facts import REFERENCE
 from quantbench.report.metrics import Metrics
 from quantbench.report.order import interval_order
+from quantbench.report.runtimes import row_name
 from quantbench.report.stats import from_section
 from quantbench.report.tables import as_interval
 from quantbench.report.wording import NO_CHANGE, NO_DIFFERENCE, fixed, interval_text, ratio_text
@@ -49,11 +49,18 @@ class RecommendConfig:
 
 
 def _name(r: Metrics) -> str:
-    return "FP32" if r["method"] == REFERENCE else f"`{r['method']}`"
+    return row_name(r)
+
+
+def _entry(r: Metrics, reason: str) -> dict[str, str]:
+    """A ruled-out (method, runtime) with the reason."""
+    return {"method": r["method"], "runtime": r.get("runtime", "torch"), "reason": reason}
 
 
 def _accuracy_text(r: Metrics) -> str:
     """``accuracy worse by 0.8 pt [0.5, 1.1]``, or the difference itself when not measurable."""
+    if r["vs_fp32"] is None:  # FP32 in another runtime: the FP32 model itself
+        return "the FP32 model's accuracy"
     d = r["vs_fp32"]["accuracy_diff_pt"]
     if d["verdict"] != NO_CHANGE:
         return f"accuracy {d['verdict']}"
@@ -92,6 +99,9 @@ def split_by_accuracy(
     """(qualifying records, FP32 first; ruled-out methods with the reason)."""
     qualified, ruled_out = [records[0]], []
     for r in records[1:]:
+        if r["vs_fp32"] is None:  # FP32 in another runtime: its accuracy is FP32's
+            qualified.append(r)
+            continue
         drop, by_replicate = accuracy_drop(r)
         if drop <= bound:
             qualified.append(r)
@@ -99,11 +109,11 @@ def split_by_accuracy(
         reach = "reached" if by_replicate else "may reach"
         where = " in a significantly worse replicate" if by_replicate else ""
         ruled_out.append(
-            {
-                "method": r["method"],
-                "reason": f"{_accuracy_text(r)}: the drop {reach} {fixed(drop, 2)} pt{where}, "
+            _entry(
+                r,
+                f"{_accuracy_text(r)}: the drop {reach} {fixed(drop, 2)} pt{where}, "
                 f"beyond the {bound:g} pt bound",
-            }
+            )
         )
     return qualified, ruled_out
 
@@ -118,12 +128,12 @@ def choose_size(qualified: Sequence[Metrics]) -> tuple[Metrics, list[Metrics], l
     choice = ranked[0]
     ties = _ties(choice, ranked, lambda a, b: a["size_bytes"] == b["size_bytes"])
     others = [
-        {
-            "method": r["method"],
-            "reason": f"not measurably different from {_name(choice)} on size: both {_size_text(r)}"
+        _entry(
+            r,
+            f"not measurably different from {_name(choice)} on size: both {_size_text(r)}"
             if r in ties
             else f"larger checkpoint: {_size_text(r)} against {_size_text(choice)}",
-        }
+        )
         for r in ranked[1:]
     ]
     return choice, ties, others
@@ -136,7 +146,7 @@ def choose_speed(
     the others with the reason)."""
     faster = [r for r in qualified[1:] if _speed(r, goal)["verdict"].startswith("faster")]
     others = [
-        {"method": r["method"], "reason": f"not measurably faster: {_speed_text(r, goal)}"}
+        _entry(r, f"not measurably faster: {_speed_text(r, goal)}")
         for r in qualified[1:]
         if r not in faster
     ]
@@ -153,8 +163,8 @@ def choose_speed(
         why = "not measurably different from" if r in ties else "less speed-up than"
         versus = f"{_speed_text(r, goal)} against {_speed_text(choice, goal)}"
         reason = f"{why} {_name(choice)}: {versus}"
-        others.append({"method": r["method"], "reason": reason})
-    others.append({"method": REFERENCE, "reason": f"{_name(choice)} is measurably faster"})
+        others.append(_entry(r, reason))
+    others.append(_entry(qualified[0], f"{_name(choice)} is measurably faster"))
     return choice, ties, others
 
 
@@ -164,7 +174,7 @@ def _choice_sentence(choice: Metrics, ties: Sequence[Metrics], cfg: RecommendCon
     else:
         s = _speed(choice, cfg.goal)
         why = f"the best batch-{s['batch']} speed-up within the accuracy bound, {s['verdict']}"
-        why += " than FP32"
+        why += " than torch FP32" if "runtime" in choice else " than FP32"
     text = f"Use {_name(choice)}: {why}; {_accuracy_text(choice)}."
     if ties:
         names = ", ".join(_name(r) for r in ties)
@@ -202,7 +212,15 @@ def _figures(r: Metrics) -> dict[str, Any]:
         "accuracy_diff_pt": vs["accuracy_diff_pt"] if vs else None,
         "accuracy_drop_upper_pt": vs["accuracy_drop_upper_pt"] if vs else None,
         "speedup": r["speedup"],
+        **({"speedup_same_runtime": r["speedup_same_runtime"]} if "runtime" in r else {}),
     }
+
+
+def _label(r: Metrics) -> str:
+    """A (method, runtime) in recommendation.json's lists: the method, ``@runtime`` outside
+    torch."""
+    runtime = r.get("runtime", "torch")
+    return r["method"] if runtime == "torch" else f"{r['method']}@{runtime}"
 
 
 def recommend_model(records: Sequence[Metrics], cfg: RecommendConfig) -> dict[str, Any]:
@@ -212,18 +230,19 @@ def recommend_model(records: Sequence[Metrics], cfg: RecommendConfig) -> dict[st
         choice, ties, others = choose_size(qualified)
     else:
         choice, ties, others = choose_speed(qualified, cfg.goal)
-    if choice["method"] == REFERENCE:
+    if choice is records[0]:
         sentence = _fallback_sentence(qualified, records, cfg)
     else:
         sentence = _choice_sentence(choice, ties, cfg)
     return {
         "model": records[0]["model"],
         "choice": choice["method"],
+        "runtime": choice.get("runtime", "torch"),
         "sentence": sentence,
         "figures": _figures(choice),
-        "not_measurably_different": [r["method"] for r in ties],
+        "not_measurably_different": [_label(r) for r in ties],
         "nothing_qualifies": len(records) > 1 and len(qualified) == 1,
-        "qualified": [r["method"] for r in qualified],
+        "qualified": [_label(r) for r in qualified],
         "ruled_out": ruled_out + others,
     }
 
@@ -254,9 +273,5 @@ def render_recommendation(rec: dict[str, Any]) -> list[str]:
     for m in rec["models"]:
         where = f"model `{m['model']}`: " if multi else ""
         lines.append(f"- {where}**{m['sentence']}**")
-        lines += [f"  - {_md_name(o['method'])} not chosen: {o['reason']}." for o in m["ruled_out"]]
+        lines += [f"  - {row_name(o)} not chosen: {o['reason']}." for o in m["ruled_out"]]
     return lines
-
-
-def _md_name(method: str) -> str:
-    return "FP32" if method == REFERENCE else f"`{method}`"

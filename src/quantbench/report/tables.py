@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantbench.report.metrics import Metrics, throughput_batch
+from quantbench.report.runtimes import runtime_note
 from quantbench.report.stats import Interval
 from quantbench.report.wording import REFERENCE, fixed, interval_text, ratio_text
 
@@ -27,12 +28,21 @@ def as_interval(block: dict[str, Any] | None) -> Interval | None:
     return Interval(block["estimate"], block["ci"][0], block["ci"][1], block["method"])
 
 
-def columns(batch: int | None, models: int) -> list[str]:
+def columns(batch: int | None, models: int, runtimes: bool = False) -> list[str]:
+    """The table's columns; with ``runtimes`` (rows of several runtimes) a runtime column, the
+    accuracy each runtime reached on the test rows, and the speed-ups over FP32 in the row's own
+    runtime (the main speed-up columns then read against torch FP32 for every row)."""
     n = "N" if batch is None else str(batch)
     head = ["model"] if models > 1 else []
+    extra = [
+        "accuracy in this runtime (test rows, mean over replicates)",
+        "speed-up × vs FP32 of its runtime (batch 1) [CI]",
+        f"speed-up × vs FP32 of its runtime (batch {n}) [CI]",
+    ]
     return [
         *head,
         "method",
+        *(["runtime"] if runtimes else []),
         "kind",
         "bits",
         "accuracy [CI]",
@@ -54,6 +64,7 @@ def columns(batch: int | None, models: int) -> list[str]:
         f"speed verdict (batch {n})",
         "kernels",
         "execution",
+        *(extra if runtimes else []),
     ]
 
 
@@ -99,11 +110,21 @@ def _coverage_cell(r: Metrics) -> str:
     return "" if pct is None else fixed(pct, 1)
 
 
-def row(r: Metrics, with_model: bool) -> Row:
-    """One record as table cells, in ``columns`` order."""
+def _runtime_cells(r: Metrics) -> Row:
+    same = r.get("speedup_same_runtime") or {}
+    acc = r.get("runtime_accuracy")
+    return [
+        "" if acc is None else fixed(acc, 4),
+        *(ratio_text(as_interval(same[k])) if same.get(k) else "" for k in ("batch_1", "batch_n")),
+    ]
+
+
+def row(r: Metrics, with_model: bool, runtimes: bool = False) -> Row:
+    """One record (or (method, runtime) row) as table cells, in ``columns`` order."""
     return [
         *([r["model"]] if with_model else []),
         r["method"],
+        *([r["runtime"]] if runtimes else []),
         r["kind"],
         str(r["bits"]),
         *_accuracy_cells(r),
@@ -115,14 +136,20 @@ def row(r: Metrics, with_model: bool) -> Row:
         *_speed_cells(r),
         ", ".join(r["kernels"]),
         r["execution"],
+        *(_runtime_cells(r) if runtimes else []),
     ]
+
+
+def _several_runtimes(records: Sequence[Metrics]) -> bool:
+    return any(r.get("runtime", "torch") != "torch" for r in records)
 
 
 def summary_table(by_model: dict[str, list[Metrics]]) -> tuple[list[str], list[Row]]:
     """Column names and rows of every model (a model column when there are several)."""
     records = [r for rs in by_model.values() for r in rs]
-    multi = len(by_model) > 1
-    return columns(throughput_batch(records), len(by_model)), [row(r, multi) for r in records]
+    multi, rt = len(by_model) > 1, _several_runtimes(records)
+    head = columns(throughput_batch(records), len(by_model), rt)
+    return head, [row(r, multi, rt) for r in records]
 
 
 def render_csv(by_model: dict[str, list[Metrics]]) -> str:
@@ -130,8 +157,9 @@ def render_csv(by_model: dict[str, list[Metrics]]) -> str:
     records = [r for rs in by_model.values() for r in rs]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns(throughput_batch(records), 2))
-    writer.writerows(row(r, True) for r in records)
+    rt = _several_runtimes(records)
+    writer.writerow(columns(throughput_batch(records), 2, rt))
+    writer.writerows(row(r, True, rt) for r in records)
     return buf.getvalue()
 
 
@@ -250,13 +278,14 @@ def how_to_read(noise: float) -> str:
 def render_results(by_model: dict[str, list[Metrics]]) -> list[str]:
     """The results part of summary.md: run facts, the table(s), how to read them."""
     records = [r for rs in by_model.values() for r in rs]
-    batch = throughput_batch(records)
+    batch, rt = throughput_batch(records), _several_runtimes(records)
     lines = ["## Results", "", run_facts(records), ""]
     for model, rs in by_model.items():
         if len(by_model) > 1:
             lines += [f"### Model `{model}`", ""]
-        lines += [*render_md_table(columns(batch, 1), [row(r, False) for r in rs]), ""]
+        lines += [*render_md_table(columns(batch, 1, rt), [row(r, False, rt) for r in rs]), ""]
     noises = {
         s["noise"] for r in records for s in (r.get("speedup") or {}).values() if s and "noise" in s
     }
-    return [*lines, how_to_read(max(noises, default=0.0))]
+    note = runtime_note(records)
+    return [*lines, how_to_read(max(noises, default=0.0)), *(["", note] if note else [])]

@@ -1,0 +1,111 @@
+"""(method, runtime) rows: the summary table, the plots and the recommendation over both axes.
+
+The metrics records describe each method in torch and carry its ONNX Runtime figures under
+``runtimes.onnxruntime`` (:mod:`quantbench.report.speed`). Here each record becomes one row per
+runtime it was timed in. All rows of a model share one speed reference, torch FP32, so that they
+can be ranked against each other: an ONNX Runtime row's ``speedup`` is its speed-up over torch
+FP32 from the same timing job, and ``speedup_same_runtime`` the one over FP32 in ONNX Runtime.
+A row's quality is its torch model's (intervals, paired tests with FP32); the artifact's own
+accuracy on the test rows (parity scoring) is added by :func:`add_runtime_accuracy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from quantbench.report.metrics import Metrics
+
+TORCH, ORT = "torch", "onnxruntime"
+RUNTIME_NAMES = {TORCH: "torch", ORT: "ONNX Runtime"}
+
+
+def _ort_kernels(ort: dict[str, Any]) -> list[str]:
+    ops = ort["quantized_ops"]
+    return [f"{op} ×{n}" for op, n in ops.items()] or ["FP32 kernels only"]
+
+
+def _ort_row(r: Metrics) -> Metrics:
+    ort = r["runtimes"][ORT]
+    kernels = _ort_kernels(ort)
+    return {
+        **r,
+        "runtime": ORT,
+        "latency_ms": ort["latency_ms"],
+        "throughput": ort["throughput"],
+        "speedup": ort["speedup_vs_torch_fp32"],
+        "speedup_same_runtime": ort["speedup"],
+        "kernels": kernels,
+        "execution": f"ONNX Runtime {ort['version']}, {'; '.join(kernels)}",
+        "engine": None,
+        "artifact": ort["artifact"],
+        "pareto": None,  # the Pareto front is drawn over torch's rows
+        "runtime_accuracy": None,
+    }
+
+
+def runtime_rows(records: Sequence[Metrics]) -> list[Metrics]:
+    """Torch's rows (the records, FP32 first), then the ONNX Runtime rows of the methods that
+    were timed there, FP32 first."""
+    rows = [
+        {**r, "runtime": TORCH, "speedup_same_runtime": r["speedup"], "runtime_accuracy": None}
+        for r in records
+    ]
+    return rows + [_ort_row(r) for r in records if (r.get("runtimes") or {}).get(ORT)]
+
+
+def rows_by_model(by_model: dict[str, list[Metrics]]) -> dict[str, list[Metrics]]:
+    return {model: runtime_rows(records) for model, records in by_model.items()}
+
+
+def has_runtimes(rows: dict[str, list[Metrics]]) -> bool:
+    """Whether any row is of another runtime than torch."""
+    return any(r["runtime"] != TORCH for rs in rows.values() for r in rs)
+
+
+def add_runtime_accuracy(
+    rows: dict[str, list[Metrics]], verdicts: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """Each ONNX Runtime row's ``runtime_accuracy``: the artifact's accuracy on the test rows,
+    mean over replicates (parity scoring); torch rows get their torch accuracy from the same
+    records, so the two read alike."""
+    for model, rs in rows.items():
+        for r in rs:
+            v = verdicts.get((model, r["method"]))
+            if v is None:
+                continue
+            key = "artifact_accuracy" if r["runtime"] == ORT else "torch_accuracy"
+            values = [x[key] for x in v["replicates"]]
+            r["runtime_accuracy"] = sum(values) / len(values)
+
+
+def row_name(r: Metrics) -> str:
+    """``FP32``/`` `method` ``, with ``in ONNX Runtime`` for that runtime's rows."""
+    name = "FP32" if r["method"] == "fp32" else f"`{r['method']}`"
+    runtime = r.get("runtime", TORCH)
+    return name if runtime == TORCH else f"{name} in {RUNTIME_NAMES[runtime]}"
+
+
+def runtime_note(records: Sequence[Metrics]) -> str:
+    """The reading note on runtimes under the table (empty when only torch was timed)."""
+    ort = [r["runtimes"][ORT] for r in records if r.get("runtime") == ORT]
+    if not ort:
+        return ""
+    versions = ", ".join(sorted({o["version"] for o in ort}))
+    opts = ort[0]["session_options"]
+    return (
+        f"Runtimes: torch (eager) and ONNX Runtime {versions} ({', '.join(opts['providers'])}; "
+        f"{opts['intra_op_num_threads']} intra-op and {opts['inter_op_num_threads']} inter-op "
+        f"thread, {opts['execution_mode']} execution, {opts['graph_optimization_level']}), "
+        "timed in the same process and interleaved rounds as torch. The ONNX Runtime sessions "
+        "are fed the raw feature rows through the artifact's in-graph preprocessing, as a "
+        "deployment feeds them, while torch is fed rows already scaled and encoded: this "
+        "counts the preprocessing against ONNX Runtime only. On every row, the speed-up "
+        "columns read against torch FP32 of the same timing job (one reference for all rows, "
+        'the cross-runtime question); "vs FP32 of its runtime" against FP32\'s artifact in '
+        "the same job. The kernels column of an ONNX Runtime row lists the integer kernels in "
+        "the graph ONNX Runtime ran after its optimizations. Accuracy, Δ accuracy and the "
+        "verdicts are the torch model's (paired with FP32 row by row); \"accuracy in this "
+        "runtime\" is the artifact's own on the same test rows, and the parity check holds its "
+        "predictions to the torch model's."
+    )
