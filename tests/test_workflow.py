@@ -119,26 +119,38 @@ def test_quality_records_pair_on_the_same_test_rows(done):
             assert len(quality(done, rep, m)["info"]["layer_error"]) == 3
 
 
-def test_timing_pairs_fp32_with_each_method_in_alternating_rounds(done):
+ALL_SIDES = ("reference", "candidate", "ort_reference", "ort_candidate")
+
+
+def test_timing_pairs_fp32_with_each_method_in_rotating_rounds_in_both_runtimes(done):
     for method in TINY_METHODS:
         t = read(done, f"timing/{MODEL}/{method}.json")
         assert t["replicate"] == REPS[0]
         assert (t["reference"]["method"], t["candidate"]["method"]) == ("fp32", method)
+        assert t["runtimes"] == ["torch", "onnxruntime"]
         orders = [r["order"] for r in t["rounds"]]
         assert len(orders) == 4
-        assert orders[0] != orders[1] and orders[0] == orders[2]
-        for side in ("reference", "candidate"):
+        assert [o[0] for o in orders] == list(ALL_SIDES)  # each side first once
+        ort = t["onnxruntime"]
+        assert ort["session_options"]["intra_op_num_threads"] == 1
+        assert ort["reference"]["artifact"] == f"results/deploy/{MODEL}/{REPS[0]}/fp32/model.onnx"
+        assert ort["reference"]["quantized_ops"] == {} and ort["candidate"]["quantized_ops"]
+        if method != "ptq_dynamic":
+            assert "com.microsoft:MatMulNBits" in ort["candidate"]["quantized_ops"]
+        for side in ALL_SIDES:
             assert sum(len(r[side]["latency_ms"]) for r in t["rounds"]) == 40
             assert sum(len(r[side]["pass_ms"]) for r in t["rounds"]) == 8
             assert all(v > 0 for r in t["rounds"] for v in r[side]["latency_ms"])
 
 
-def test_summary_has_one_row_per_variant(done):
+def test_summary_has_one_row_per_variant_and_runtime(done):
     md = (done / "results" / "summary.md").read_text()
     for variant in VARIANTS:
-        assert re.search(rf"^\|\s*{variant}\s*\|", md, re.MULTILINE), variant
+        for runtime in ("torch", "onnxruntime"):
+            pattern = rf"^\|\s*{variant}\s*\|\s*{runtime}\s*\|"
+            assert re.search(pattern, md, re.MULTILINE), (variant, runtime)
     csv_rows = (done / "results" / "summary.csv").read_text().strip().splitlines()
-    assert len(csv_rows) == 1 + len(VARIANTS)
+    assert len(csv_rows) == 1 + 2 * len(VARIANTS)
 
 
 def test_every_artifact_holds_parity_and_the_recommendation_names_one(done, tmp_path):
@@ -192,6 +204,10 @@ def test_export_off_plans_no_deploy_jobs(tmp_path):
     planned = planned_jobs(workdir)
     assert planned[job_name("export_model", MODEL, REPS[0], "fp32")] == 1
     edit_config(workdir, lambda c: c.update(deploy={"export": False}))
+    proc = snakemake(workdir, "--dry-run")  # ONNX Runtime is timed by default: no artifacts
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "config error" in line]
+    assert proc.returncode != 0 and len(lines) == 1 and "runtimes: [torch]" in lines[0]
+    edit_config(workdir, lambda c: c.update(runtimes=["torch"]))
     planned = planned_jobs(workdir)
     assert not [j for j in planned if j.startswith(("export_model", "check_parity"))]
     assert planned["summarize"] == 1
@@ -199,6 +215,17 @@ def test_export_off_plans_no_deploy_jobs(tmp_path):
 
 def test_unchanged_rerun_does_nothing(done):
     assert planned_jobs(done) == {}
+
+
+def test_timing_torch_alone_reruns_the_time_jobs_without_the_artifacts(copy_of_done):
+    edit_config(copy_of_done, lambda c: c.update(runtimes=["torch"]))
+    assert planned_jobs(copy_of_done) == {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}
+    run_ok(copy_of_done, "--cores", "2")
+    t = read(copy_of_done, f"timing/{MODEL}/ptq_dynamic.json")
+    assert t["runtimes"] == ["torch"] and "onnxruntime" not in t
+    assert all(set(r) == {"order", "reference", "candidate"} for r in t["rounds"])
+    summary = (copy_of_done / "results" / "summary.csv").read_text()
+    assert "onnxruntime" not in summary
 
 
 def edit_config(workdir: Path, change, configfile: str = TINY) -> None:
@@ -690,7 +717,7 @@ def int4_done(tmp_path_factory) -> Path:
 
     def change(cfg):
         # these tests are about torch's kernels; the ONNX artifacts are tested on the tiny run
-        cfg.update(replicates=1, methods=INT4_METHODS, deploy={"export": False})
+        cfg.update(replicates=1, methods=INT4_METHODS, deploy={"export": False}, runtimes=["torch"])
         cfg["models"]["mlp"]["hidden"] = [64, 64]
 
     edit_config(workdir, change)
