@@ -1,7 +1,7 @@
 """Repeat the timing jobs: how wide are the paired intervals, how often do they contain 1?
 
 Usage: python benchmarks/timing_noise.py RESULTS_DIR [--jobs 10] [--methods gptq_w4 rtn_w4 ...]
-       [--model mlp] [--replicate seed42] [--set rounds=40 ...]
+       [--model mlp] [--replicate seed42] [--set rounds=40 ...] [--onnxruntime]
 
 Runs the time step (``quantbench.measure.timing.run_timing``, exactly as the workflow does)
 --jobs times for every method and for FP32 against a second copy of itself (``fp32``, an A/A
@@ -17,6 +17,13 @@ report's own code and seed), the interval's
 half-width, and how many jobs found "no measurable difference" (the interval contains 1), faster
 or slower. Beside that it prints the spread of FP32's absolute throughput between the processes:
 the error an unpaired comparison of two separate timing runs would carry.
+
+With ``--onnxruntime`` every job also times the ONNX artifacts, as the workflow does with
+``runtimes: [torch, onnxruntime]`` (``deploy/<model>/<replicate>/<method>/model.onnx`` and
+``data/<replicate>/test_raw.npz`` under RESULTS_DIR), and the same lines are printed for ONNX
+Runtime: the method's artifact against FP32's, and, for ``fp32``, ONNX Runtime FP32 against a
+second session of itself (its A/A test: "no measurable difference" should read in at least 9 of
+10 processes).
 """
 
 from __future__ import annotations
@@ -48,6 +55,18 @@ print(json.dumps({"seconds": wall, "cpu_share": (time.process_time() - c0) / wal
 """
 
 
+def ort_paths(results: Path, model: str, replicate: str, method: str) -> dict:
+    """The artifacts and raw test rows of the workflow's replicate layout."""
+    folder = results / "deploy" / model / replicate
+    return {
+        "artifacts": {
+            "ort_reference": str(folder / "fp32" / "model.onnx"),
+            "ort_candidate": str(folder / method / "model.onnx"),
+        },
+        "raw_test_path": str(results / "data" / replicate / "test_raw.npz"),
+    }
+
+
 def paths(results: Path, model: str, replicate: str, method: str) -> dict[str, str | None]:
     nested = results / "models" / model / replicate
     models, data = (
@@ -63,10 +82,12 @@ def paths(results: Path, model: str, replicate: str, method: str) -> dict[str, s
     }
 
 
-def speedup(rounds: list[dict], key: str, cfg: stats.ReportConfig) -> stats.Interval:
+def speedup(
+    rounds: list[dict], key: str, cfg: stats.ReportConfig, sides=("reference", "candidate")
+) -> stats.Interval:
     """The summary's own figure (quantbench.report.order) for one timing job."""
     ratios = order.round_ratios(
-        [r["reference"][key] for r in rounds], [r["candidate"][key] for r in rounds]
+        [r[sides[0]][key] for r in rounds], [r[sides[1]][key] for r in rounds]
     )
     return order.speedup_interval(ratios, cfg)
 
@@ -89,10 +110,12 @@ def spread(values: list[float]) -> str:
     return f"median {mid:.4g}, {min(values) / mid - 1:+.1%} … {max(values) / mid - 1:+.1%}"
 
 
-def report(method: str, runs: list[dict], cfg: stats.ReportConfig) -> None:
+def report(
+    method: str, runs: list[dict], cfg: stats.ReportConfig, sides=("reference", "candidate")
+) -> None:
     batch = runs[0]["doc"]["settings"]["batch_size"]
     for key, label in (("latency_ms", "batch 1"), ("pass_ms", f"batch {batch}")):
-        cis = [speedup(r["doc"]["rounds"], key, cfg) for r in runs]
+        cis = [speedup(r["doc"]["rounds"], key, cfg, sides) for r in runs]
         half = [100 * (iv.hi - iv.lo) / 2 / iv.estimate for iv in cis]
         sides = [order.speed_direction(iv, cfg.speed_noise) for iv in cis]
         print(
@@ -116,6 +139,7 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=9999)
     ap.add_argument("--speed-noise", type=float, default=None, help="default: config.yaml's")
     ap.add_argument("--keep", type=Path, help="folder to keep every timing JSON in")
+    ap.add_argument("--onnxruntime", action="store_true", help="time the ONNX artifacts too")
     args = ap.parse_args()
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     timing = dict(config["evaluate"]) | {k: int(v) for k, v in (s.split("=") for s in args.set)}
@@ -134,11 +158,15 @@ def main() -> None:
                 step = paths(args.results, args.model, args.replicate, method)
                 step |= {"model": args.model, "method": method, "replicate": args.replicate,
                          "timing": timing}  # fmt: skip
+                if args.onnxruntime:
+                    step |= ort_paths(args.results, args.model, args.replicate, method)
                 runs[method].append(time_once(step, out_dir / f"{method}.{job}.json"))
     print(f"{args.jobs} timing jobs per method, one after another; settings {timing}")
     print(f"load average {min(loads):.1f} … {max(loads):.1f}; CPU {runs['fp32'][0]['doc']['cpu']}")
     for method in methods:
         report(method, runs[method], cfg)
+    for method in methods if args.onnxruntime else []:
+        report(f"ORT {method}", runs[method], cfg, ("ort_reference", "ort_candidate"))
     every = [r for rs in runs.values() for r in rs]
     print(
         f"one job: {spread([r['seconds'] for r in every])} s in run_timing, "

@@ -9,11 +9,19 @@ their targets, then per model and method the accuracy (mean and interval over re
 paired difference to FP32 with its verdict, the checkpoint size ratio, the speed-ups with their
 intervals and verdicts, and the recommendation, all read from results/metrics/ and
 results/recommendation.json. `--config replicates=1` times the single-replicate run.
+
+It also sums the jobs' own wall times from Snakemake's benchmark files
+(results/benchmarks/<rule>/...tsv) per rule, so that the share of the export, parity and time
+jobs shows. The time jobs time torch and, by default, ONNX Runtime in the same process; what the
+ONNX side (export, parity, ONNX Runtime timing) adds to the cold run as a whole is measured by
+`--compare-torch-only`: a second cold run in another fresh folder with `runtimes: [torch]` and
+`deploy.export: false`, and the difference of the two wall times.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -24,6 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.workflow_helpers import SNAKEMAKE, copy_workflow
+
+
+def command(cores: str, configfiles: list[str], config: list[str]) -> list[str]:
+    cmd = [*SNAKEMAKE, "--cores", cores]
+    cmd += ["--configfile", *configfiles] if configfiles else []
+    return cmd + (["--config", *config] if config else [])
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -52,6 +66,29 @@ def method_line(m: dict, fp32: dict) -> str:
     return text
 
 
+def job_seconds(results: Path) -> dict[str, tuple[int, float]]:
+    """Per rule: (jobs, summed wall seconds) from Snakemake's benchmark TSVs."""
+    out: dict[str, tuple[int, float]] = {}
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(results / "benchmarks").parts[0]
+        with tsv.open() as fh:
+            seconds = sum(float(row["s"]) for row in csv.DictReader(fh, delimiter="\t"))
+        n, total = out.get(rule, (0, 0.0))
+        out[rule] = (n + 1, total + seconds)
+    return out
+
+
+def print_job_seconds(results: Path) -> None:
+    per_rule = job_seconds(results)
+    every = sum(t for _, t in per_rule.values())
+    print(f"job wall times summed over jobs (jobs run in parallel): {every:.1f} s")
+    for rule, (n, total) in sorted(per_rule.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {rule:16s} {n:3d} jobs {total:8.1f} s  ({total / every:.0%})")
+    onnx = sum(per_rule.get(r, (0, 0.0))[1] for r in ("export_model", "check_parity"))
+    print(f"  export + parity jobs: {onnx:.1f} s; time jobs (torch and ONNX Runtime together): "
+          f"{per_rule.get('time', (0, 0.0))[1]:.1f} s")  # fmt: skip
+
+
 def report(workdir: Path) -> None:
     results = workdir / "results"
     for folder in sorted((results / "metrics").iterdir()):
@@ -71,21 +108,31 @@ def main() -> None:
     ap.add_argument("--configfile", default=None, help="extra config file (relative to repo)")
     ap.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE")
     ap.add_argument("--keep", default=None, help="run in this folder and keep it")
+    ap.add_argument(
+        "--compare-torch-only", action="store_true",
+        help="also a cold run with runtimes: [torch] and deploy.export: false",
+    )  # fmt: skip
     args = ap.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="qb-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     copy_workflow(workdir)
-    cmd = [*SNAKEMAKE, "--cores", args.cores]
-    if args.configfile:
-        cmd += ["--configfile", args.configfile]
-    if args.config:
-        cmd += ["--config", *args.config]
+    cmd = command(args.cores, [args.configfile] if args.configfile else [], args.config)
     cold = timed(cmd, workdir)
     noop = timed(cmd, workdir)
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores; {' '.join(cmd[2:])}; load average now {load:.2f}")
     print(f"cold run: {cold:.1f} s  (targets: 3 replicates <= 90 s, 1 replicate <= 40 s)")
     print(f"no-op rerun: {noop:.1f} s  (target <= 3 s)")
+    print_job_seconds(workdir / "results")
+    if args.compare_torch_only:
+        base = Path(tempfile.mkdtemp(prefix="qb-bench-torch-"))
+        copy_workflow(base)
+        (base / "torch_only.yaml").write_text("runtimes: [torch]\ndeploy: {export: false}\n")
+        files = [*([args.configfile] if args.configfile else []), "torch_only.yaml"]
+        torch_only = timed(command(args.cores, files, args.config), base)
+        print(f"cold run with runtimes: [torch], deploy.export: false: {torch_only:.1f} s; "
+              f"the ONNX side adds {cold - torch_only:+.1f} s ({cold / torch_only - 1:+.1%}; "
+              "target <= +20 %)")  # fmt: skip
     report(workdir)
     print(f"results in {workdir}")
 

@@ -330,3 +330,15 @@ def test_every_shipped_config_resolves(path):
 def test_schemas_read_the_same_with_the_fast_loader(path):
     """load_schema uses libyaml when PyYAML has it; the result must be PyYAML's own safe_load."""
     assert load_schema(path) == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_runtimes_default_to_both_and_need_torch_and_the_artifacts():
+    assert resolve(lambda c: None)["runtimes"] == ["torch", "onnxruntime"]
+    assert resolve(lambda c: c.update(runtimes=["torch"]))["runtimes"] == ["torch"]
+    with pytest.raises(ConfigError, match="runtimes") as err:
+        resolve(lambda c: c.update(runtimes=["onnxruntime"]))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"deploy.export is false; set deploy.export: true"):
+        resolve(lambda c: c.update(deploy={"export": False}))
+    off = resolve(lambda c: c.update(deploy={"export": False}, runtimes=["torch"]))
+    assert off["deploy"]["export"] is False
