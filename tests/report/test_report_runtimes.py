@@ -60,7 +60,7 @@ def _parity(rep: str, method: str, agreement: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _summarize(tmp_path: Path, failing: str | None = None) -> dict[str, Any]:
+def _summarize(tmp_path: Path, failing: str | None = None, goal: str = "latency") -> dict[str, Any]:
     facts = _facts(tmp_path)
     paths = []
     for rep in REPS:
@@ -72,7 +72,7 @@ def _summarize(tmp_path: Path, failing: str | None = None) -> dict[str, Any]:
     summarize(
         facts.quality, facts.timing, str(out / "metrics"), str(out / "summary.csv"),
         str(out / "summary.md"), str(out / "recommendation.json"), str(out / "plots"),
-        report={**REPORT, "parity": {}}, recommend={"goal": "latency", "max_accuracy_drop": 5.0},
+        report={**REPORT, "parity": {}}, recommend={"goal": goal, "max_accuracy_drop": 5.0},
         parity_paths=paths,
     )  # fmt: skip
     return {
@@ -108,3 +108,9 @@ def test_a_method_failing_parity_is_recommended_in_no_runtime(tmp_path: Path) ->
     assert gone == {("ptq_static", "torch"), ("ptq_static", "onnxruntime")}
     assert (rec["choice"], rec["runtime"]) == ("fp32", "onnxruntime")
     assert rec["artifact"] == "results/deploy/mlp/seed42/fp32/model.onnx"
+
+
+def test_size_goal_deploys_the_smallest_method_in_its_measurably_faster_runtime(tmp_path):
+    rec = _summarize(tmp_path, goal="size")["rec"]
+    assert (rec["choice"], rec["runtime"]) == ("gptq_w4", "onnxruntime")
+    assert rec["artifact"] == "results/deploy/mlp/seed42/gptq_w4/model.onnx"

@@ -139,7 +139,7 @@ def render_parity(
         where = m["artifact"] or "none: the chosen method's artifact fails parity"
         runtime = m.get("runtime", "torch")
         lines.append(
-            f"- model `{m['model']}`, method `{m['choice']}` in {runtime}: deploy `{where}`"
+            f"- model `{m['model']}`, method `{m['choice']}` (timed in {runtime}): deploy `{where}`"
         )
     lines += [
         "",

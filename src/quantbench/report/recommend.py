@@ -122,10 +122,25 @@ def _ties(choice: Metrics, ranked: Sequence[Metrics], same: Any) -> list[Metrics
     return [r for r in ranked if r is not choice and same(choice, r)]
 
 
+def _fastest_runtime(choice: Metrics, ranked: Sequence[Metrics]) -> Metrics:
+    """Among the runtimes of the chosen method (one checkpoint, one size), the one measurably
+    faster at batch 1 than the others, else the first."""
+    same = [r for r in ranked if r["method"] == choice["method"] and r["speedup"]]
+    for r in same:
+        others = [o for o in same if o is not r]
+        if others and all(
+            interval_order(as_interval(_speed(r, "latency")), as_interval(_speed(o, "latency"))) > 0
+            for o in others
+        ):
+            return r
+    return choice
+
+
 def choose_size(qualified: Sequence[Metrics]) -> tuple[Metrics, list[Metrics], list[dict]]:
     """(smallest checkpoint, those of equal size, the others with the reason)."""
     ranked = sorted(qualified, key=lambda r: r["size_bytes"])  # stable: FP32, then by name
-    choice = ranked[0]
+    choice = _fastest_runtime(ranked[0], ranked)
+    ranked = [choice, *(r for r in ranked if r is not choice)]
     ties = _ties(choice, ranked, lambda a, b: a["size_bytes"] == b["size_bytes"])
     others = [
         _entry(
