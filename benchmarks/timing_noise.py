@@ -111,11 +111,11 @@ def spread(values: list[float]) -> str:
 
 
 def report(
-    method: str, runs: list[dict], cfg: stats.ReportConfig, sides=("reference", "candidate")
+    method: str, runs: list[dict], cfg: stats.ReportConfig, pair=("reference", "candidate")
 ) -> None:
     batch = runs[0]["doc"]["settings"]["batch_size"]
     for key, label in (("latency_ms", "batch 1"), ("pass_ms", f"batch {batch}")):
-        cis = [speedup(r["doc"]["rounds"], key, cfg, sides) for r in runs]
+        cis = [speedup(r["doc"]["rounds"], key, cfg, pair) for r in runs]
         half = [100 * (iv.hi - iv.lo) / 2 / iv.estimate for iv in cis]
         sides = [order.speed_direction(iv, cfg.speed_noise) for iv in cis]
         print(

@@ -142,3 +142,15 @@ def test_time_step_refuses_raw_rows_of_another_split_in_one_line(tmp_path):
         _run(tmp_path, artifacts=artifacts, raw_test_path=str(raw))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "timing").exists()
+
+
+def test_round_orders_balance_places_and_predecessors():
+    sides = ("reference", "candidate", "ort_reference", "ort_candidate")
+    rows = [round_order(r, sides) for r in range(4)]
+    assert all(sorted(row) == sorted(sides) for row in rows)
+    for place in range(4):  # every side once in every place
+        assert sorted(row[place] for row in rows) == sorted(sides)
+    follows = [(row[i - 1], row[i]) for row in rows for i in range(1, 4)]
+    assert sorted(follows) == sorted((a, b) for a in sides for b in sides if a != b)
+    two = [round_order(r) for r in range(4)]  # two sides: plain alternation, as always
+    assert two == [("reference", "candidate"), ("candidate", "reference")] * 2

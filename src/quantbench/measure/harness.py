@@ -106,10 +106,18 @@ def split_evenly(total: int, parts: int) -> list[int]:
 
 
 def round_order(r: int, sides: tuple[str, ...] = SIDES) -> tuple[str, ...]:
-    """The sides rotated by ``r``: with two, round 0 times the reference first, round 1 the
-    candidate first, and so on; with n, each side takes each place once every n rounds."""
-    k = r % len(sides)
-    return (*sides[k:], *sides[:k])
+    """The order of round ``r``, rows of a Williams design: with two sides, round 0 times the
+    reference first, round 1 the candidate first, and so on; with n (even), every n rounds each
+    side takes each place once and follows each other side once, so that neither a place in the
+    round nor what ran just before (caches, branch predictors, clock) favours one side. An odd
+    n needs 2n rounds: the rows alternate with their reverses."""
+    n = len(sides)
+    base = [0]
+    for i in range(1, n):  # 0, 1, n-1, 2, n-2, ...
+        base.append((i + 1) // 2 if i % 2 else n - i // 2)
+    shift = r % n if n % 2 == 0 else (r // 2) % n
+    row = [sides[(b + shift) % n] for b in base]
+    return tuple(reversed(row)) if n % 2 and r % 2 else tuple(row)
 
 
 def rows_at(source: Any, index: np.ndarray) -> Any:
