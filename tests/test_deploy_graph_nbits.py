@@ -33,7 +33,7 @@ def test_weight_only_graph_agrees_with_torch(tmp_path, arch, kind):
     assert "MatMulNBits" in ops and "Gemm" not in ops
     assert any("accuracy_level 4" in note for note in graph.notes)
     # at accuracy_level 0 the product is FP32 on exactly the dequantized codes
-    exact = deploy_graph.export_nbits(loaded, level=0)
+    exact = export_graph(loaded, accuracy_level=0)
     agreement, delta = _parity(exact, loaded)
     assert agreement == 1.0 and delta <= 1e-4
 

@@ -255,20 +255,25 @@ def export_fp32(loaded: LoadedModel) -> ModelGraph:
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
 
 
-def export_graph(loaded: LoadedModel) -> ModelGraph:
-    """The ONNX graph of a loaded checkpoint (see the module docstring); ValueError names a
-    kind without an ONNX translation."""
+def export_graph(loaded: LoadedModel, accuracy_level: int = ACCURACY_LEVEL) -> ModelGraph:
+    """The ONNX graph of a loaded checkpoint (see the module docstring).
+
+    ``accuracy_level``: MatMulNBits's (rtn, gptq; ignored by the other kinds): 4 (default,
+    int8 activations, fast) or 0 (FP32 products on exactly the dequantized codes, slower).
+    ValueError (one line) for a kind without an ONNX translation.
+    """
     kind = loaded.meta["kind"]
+    if kind in ("rtn", "gptq"):
+        if accuracy_level not in (0, 1, 4):
+            raise ValueError(f"accuracy_level must be 0, 1 or 4, got {accuracy_level!r}")
+        return export_nbits(loaded, accuracy_level)
     exporters = {
         "fp32": export_fp32,
         "ptq_dynamic": export_dynamic,
         "ptq_static": export_static,
         "qat": export_static,
-        "rtn": export_nbits,
-        "gptq": export_nbits,
     }
     if kind not in exporters:
-        raise ValueError(
-            f"no ONNX export for kind {kind!r} yet; exportable kinds: {', '.join(exporters)}"
-        )
+        known = ", ".join([*exporters, "rtn", "gptq"])
+        raise ValueError(f"no ONNX export for kind {kind!r}; exportable kinds: {known}")
     return exporters[kind](loaded)
