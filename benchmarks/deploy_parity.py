@@ -27,10 +27,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from quantbench.cpu import cpu_facts, describe
-from quantbench.dataset import load_dataset
+from quantbench.data.dataset import load_dataset
 from quantbench.deploy.graph import ACCURACY_LEVEL, export_graph
-from quantbench.loader import load_model
+from quantbench.machine.cpu import cpu_facts, describe
+from quantbench.quant.loader import load_model
 
 FP32_DELTA = 1e-4
 QUANT_AGREEMENT = 0.995

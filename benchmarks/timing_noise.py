@@ -3,13 +3,13 @@
 Usage: python benchmarks/timing_noise.py RESULTS_DIR [--jobs 10] [--methods gptq_w4 rtn_w4 ...]
        [--model mlp] [--replicate seed42] [--set rounds=40 ...]
 
-Runs the time step (``quantbench.latency.run_timing``, exactly as the workflow does) --jobs times
-for every method and for FP32 against a second copy of itself (``fp32``, an A/A test: any
-interval excluding 1 there is noise), one job after another, each in its own process, with the
-``evaluate`` settings of config.yaml (``--set key=value`` overrides one; ``--keep DIR`` keeps
-every timing JSON). Checkpoints are read
-from RESULTS_DIR in the replicate layout (models/<model>/<replicate>/<method>.pt,
-data/<replicate>/dataset.npz) or the flat one (models/<method>.pt, data/dataset.npz).
+Runs the time step (``quantbench.measure.timing.run_timing``, exactly as the workflow does)
+--jobs times for every method and for FP32 against a second copy of itself (``fp32``, an A/A
+test: any interval excluding 1 there is noise), one job after another, each in its own process,
+with the ``evaluate`` settings of config.yaml (``--set key=value`` overrides one; ``--keep DIR``
+keeps every timing JSON). Checkpoints are read from RESULTS_DIR in the replicate layout
+(models/<model>/<replicate>/<method>.pt, data/<replicate>/dataset.npz) or the flat one
+(models/<method>.pt, data/dataset.npz).
 
 Per method and batch size it prints the speed-up computed as the summary does (per-round ratio
 of medians, geometric mean, bootstrap interval of the mean log ratio over rounds, with the
@@ -39,7 +39,7 @@ from quantbench.report import stats  # noqa: E402
 
 CHILD = """
 import json, sys, time
-from quantbench.latency import run_timing
+from quantbench.measure.timing import run_timing
 args = json.loads(sys.argv[1])
 t0, c0 = time.perf_counter(), time.process_time()
 run_timing(**args)

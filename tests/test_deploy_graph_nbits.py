@@ -7,11 +7,11 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from quantbench import weightonly
 from quantbench.deploy import graph as deploy_graph
 from quantbench.deploy.graph import export_graph
-from quantbench.grid import Grid
-from quantbench.packing import unpack
+from quantbench.quant.weightonly.grid import Grid
+from quantbench.quant.weightonly.packing import unpack
+from quantbench.quant.weightonly.state import unpack_layer
 from tests import _deploy, _toy
 
 WEIGHT_ONLY = ("rtn", "gptq")
@@ -55,7 +55,7 @@ def test_matmulnbits_holds_the_checkpoint_codes(tmp_path):
     assert len(nodes) == len(loaded.state["layers"])
     for node in nodes:
         layer = node.input[1].removesuffix(".weight.packed")
-        qw = weightonly.unpack_layer(loaded.state["layers"][layer], grid, 16)
+        qw = unpack_layer(loaded.state["layers"][layer], grid, 16)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         n, k = qw.codes.shape
         assert (attrs["N"], attrs["K"], attrs["bits"], attrs["block_size"]) == (n, k, 4, 16)

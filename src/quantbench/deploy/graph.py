@@ -29,13 +29,15 @@ import onnx
 import torch
 from torch import nn
 
-from quantbench import ao, weightonly
-from quantbench.config import resolved_execution
+from quantbench.core.config import resolved_execution
 from quantbench.deploy import onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
-from quantbench.grid import Grid
+from quantbench.quant.ao import backend
+from quantbench.quant.weightonly.execution import build_module
+from quantbench.quant.weightonly.grid import Grid
+from quantbench.quant.weightonly.state import unpack_layer
 
 if TYPE_CHECKING:
-    from quantbench.loader import LoadedModel
+    from quantbench.quant.loader import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ NBITS_NOTE = (
 
 
 def _nbits_layer(model, sites, name, entry, grid, group_size, level) -> LayerExport:
-    qw = weightonly.unpack_layer(entry, grid, group_size)
+    qw = unpack_layer(entry, grid, group_size)
     if len(entry["shape"]) != 2:
         why = "Conv1d: MatMulNBits is a matrix product and ONNX has no n-bit convolution"
     elif name not in sites or sites[name].node.op_type != "MatMul":
@@ -180,7 +182,7 @@ def export_nbits(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph
     with torch.random.fork_rng(devices=[]):
         skeleton = loaded.spec.build()
     names = parameter_layers(skeleton)
-    fp32 = weightonly.build_module(skeleton, state, grid, "dequantized")
+    fp32 = build_module(skeleton, state, grid, "dequantized")
     model = onnx_fp32.export_fp32(fp32, loaded.spec.n_features)
     sites = onnx_fp32.matrix_sites(model, list(state["layers"]))
     layers = []
@@ -217,7 +219,7 @@ def export_dynamic(loaded: LoadedModel) -> ModelGraph:
     model = onnx_fp32.export_fp32(twin, loaded.spec.n_features)
     sites = onnx_fp32.matrix_sites(model, list(dynamic))
     engine = engine_of(loaded)
-    qmax = ao.activation_range(engine)[1]
+    qmax = backend.activation_range(engine)[1]
     layers = []
     for name in names:
         ops = ", ".join(ops_of(model, name)) or "element-wise ops"

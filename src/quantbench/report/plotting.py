@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quantbench.files import atomic_path
+from quantbench.core.files import atomic_path
 from quantbench.report.metrics import Metrics
 
 PLOT_FORMATS = ("png", "svg")
