@@ -226,9 +226,8 @@ def export_dynamic(loaded: LoadedModel) -> ModelGraph:
         site = sites.get(name)
         if name in dynamic and site is not None and site.node.op_type == "MatMul":
             q = dynamic[name].weight()
-            scheme = "per-tensor" if q.qscheme() == torch.per_tensor_affine else "per-channel"
-            if q.qscheme() == torch.per_tensor_symmetric:
-                scheme = "per-tensor"
+            per_tensor = (torch.per_tensor_affine, torch.per_tensor_symmetric)
+            scheme = "per-tensor" if q.qscheme() in per_tensor else "per-channel"
             onnx_dynamic.replace_matmul(model.graph, site, name, q, qmax)
             how = f"int8 dynamic: uint8 activations 0..{qmax}, int8 {scheme} weights, MatMulInteger"
             layers.append(LayerExport(name, how, None))
