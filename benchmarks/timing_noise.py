@@ -35,7 +35,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from quantbench.report import stats  # noqa: E402
+from quantbench.report import order, stats  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -64,11 +64,11 @@ def paths(results: Path, model: str, replicate: str, method: str) -> dict[str, s
 
 
 def speedup(rounds: list[dict], key: str, cfg: stats.ReportConfig) -> stats.Interval:
-    """The summary's own figure (quantbench.report.stats) for one timing job."""
-    ratios = stats.round_ratios(
+    """The summary's own figure (quantbench.report.order) for one timing job."""
+    ratios = order.round_ratios(
         [r["reference"][key] for r in rounds], [r["candidate"][key] for r in rounds]
     )
-    return stats.speedup_interval(ratios, cfg)
+    return order.speedup_interval(ratios, cfg)
 
 
 def time_once(args: dict, out: Path) -> dict:
@@ -94,7 +94,7 @@ def report(method: str, runs: list[dict], cfg: stats.ReportConfig) -> None:
     for key, label in (("latency_ms", "batch 1"), ("pass_ms", f"batch {batch}")):
         cis = [speedup(r["doc"]["rounds"], key, cfg) for r in runs]
         half = [100 * (iv.hi - iv.lo) / 2 / iv.estimate for iv in cis]
-        sides = [stats.speed_direction(iv, cfg.speed_noise) for iv in cis]
+        sides = [order.speed_direction(iv, cfg.speed_noise) for iv in cis]
         print(
             f"{method:12s} {label:9s} speed-up {spread([iv.estimate for iv in cis])}; "
             f"half-width median {np.median(half):.1f} %, max {max(half):.1f} %; "

@@ -46,7 +46,7 @@ def test_order_and_identity(records: dict[str, dict[str, Any]]) -> None:
     assert list(records) == ["fp32", "ptq_static", "rtn_w4"]
     r = records["ptq_static"]
     assert (r["format"], r["version"], r["model"], r["kind"], r["bits"]) == (
-        "quantbench-metrics", 3, "mlp", "ptq_static", 8
+        "quantbench-metrics", 4, "mlp", "ptq_static", 8
     )  # fmt: skip
     assert r["seeds"] == [42, 43, 44] and r["confidence"] == 0.95
 
@@ -194,17 +194,24 @@ def test_every_record_field_is_in_the_schema(records: dict[str, Any]) -> None:
 
 def test_a_loss_that_varies_between_seeds_reads_worse_in_every_replicate(tmp_path: Path) -> None:
     """16-fold spread of a real loss: the t-interval over 3 replicates spans zero, but each
-    replicate's exact test rejects, so the verdict says worse in all 3 and not 'no change'."""
+    replicate's exact test rejects after Holm's correction, so the verdict says worse in all 3
+    and not 'no change'."""
     varying = Method("rtn_w2", "rtn", bits=2, broken=20, fixed=2, size_bytes=24_000, jitter=250)
     run = write_run(tmp_path, [varying], seeds=(42, 43, 44), rows=3600, rounds=4)
     rec = build_metrics(run.quality, run.timing, CFG)["mlp"][1]
     vs = rec["vs_fp32"]
     diffs = [r["vs_fp32"]["accuracy_diff_pt"] for r in rec["replicates"]]
     assert vs["accuracy_diff_pt"]["ci"][0] < 0 < vs["accuracy_diff_pt"]["ci"][1]
-    assert all(r["vs_fp32"]["mcnemar"]["p_value"] < 0.05 for r in rec["replicates"])
-    assert vs["every_replicate"] == -1
-    lo, hi = sorted(abs(d) for d in diffs)[0], max(abs(d) for d in diffs)
+    tests = [r["vs_fp32"]["mcnemar"] for r in rec["replicates"]]
+    assert all(t["p_holm"] < 0.05 and t["direction"] == -1 for t in tests)
+    assert all(t["p_holm"] >= t["p_value"] for t in tests)
+    assert vs["replicates"] | {"diff_pt_range": None} == {
+        "of": 3, "worse": 3, "better": 0, "diff_pt_range": None,
+        "largest_significant_drop_pt": pytest.approx(-min(diffs)), "alpha": 0.05,
+        "correction": "holm",
+    }  # fmt: skip
+    assert vs["replicates"]["diff_pt_range"] == [min(diffs), max(diffs)]
     assert vs["accuracy_diff_pt"]["verdict"] == (
-        f"worse in all 3 replicates, by {lo:.2f} to {hi:.2f} pt (an exact McNemar test in each)"
+        f"worse in all 3 replicates ({min(diffs):.1f} … {max(diffs):.1f} pt)"
     )
     assert vs["accuracy_drop_upper_pt"] > 10  # the recommendation still sees the whole interval

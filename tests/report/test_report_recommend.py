@@ -25,7 +25,7 @@ def speed(span: Span, batch: int) -> dict[str, Any]:
 
 def record(
     method: str, size: int, diff: Span | None = None, s1: Span = (1.0, 0.98, 1.02),
-    sn: Span = (1.0, 0.98, 1.02),
+    sn: Span = (1.0, 0.98, 1.02), worst_replicate_drop: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The fields of a metrics record that the recommendation reads."""
     vs = None
@@ -34,6 +34,7 @@ def record(
         vs = {
             "accuracy_diff_pt": {**iv.to_json(), "verdict": accuracy_verdict(iv)},
             "accuracy_drop_upper_pt": -iv.lo,
+            "replicates": {"largest_significant_drop_pt": worst_replicate_drop},
         }
     return {
         "model": "mlp", "method": method, "kind": method, "confidence": 0.95,
@@ -49,6 +50,20 @@ SIZE = RecommendConfig(goal="size", max_accuracy_drop=0.5)
 
 def reasons(result: dict[str, Any]) -> dict[str, str]:
     return {o["method"]: o["reason"] for o in result["ruled_out"]}
+
+
+def test_a_replicate_that_dropped_beyond_the_bound_rules_a_method_out() -> None:
+    records = [
+        FP32,
+        record("rtn_w4", 41_000, diff=(-0.2, -0.4, -0.05), worst_replicate_drop=0.8),
+        record("gptq_w4", 41_200, diff=(-0.2, -0.4, -0.05), worst_replicate_drop=0.45),
+    ]
+    result = recommend_model(records, SIZE)
+    assert result["choice"] == "gptq_w4" and result["qualified"] == ["fp32", "gptq_w4"]
+    assert reasons(result)["rtn_w4"] == (
+        "accuracy worse by 0.2 pt [0.1, 0.4]: the drop reached 0.80 pt in a significantly "
+        "worse replicate, beyond the 0.5 pt bound"
+    )
 
 
 def test_smallest_qualifying_method_for_size() -> None:

@@ -8,27 +8,31 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from quantbench.report.stats import (
-    Interval,
-    ReportConfig,
-    accuracy_difference,
-    accuracy_interval,
-    bootstrap_interval,
-    clopper_pearson,
-    code_counts,
+from quantbench.report.order import (
     direction,
-    discordant_difference,
     dominates,
     interval_order,
+    pareto_front,
+    round_ratios,
+    speedup_interval,
+)
+from quantbench.report.quality import (
+    accuracy_difference,
+    accuracy_interval,
+    code_counts,
     macro_f1_confusion,
     macro_f1_difference,
     macro_f1_interval,
+    row_codes,
+)
+from quantbench.report.stats import (
+    Interval,
+    ReportConfig,
+    bootstrap_interval,
+    clopper_pearson,
+    discordant_difference,
     mcnemar,
     mcnemar_exact,
-    pareto_front,
-    round_ratios,
-    row_codes,
-    speedup_interval,
     t_interval,
 )
 
@@ -312,22 +316,6 @@ def test_report_config_is_checked() -> None:
         ReportConfig(bootstrap_resamples=10)
     with pytest.raises(ValueError, match=r"report\.level: unknown key"):
         ReportConfig.from_dict({"level": 0.9})
-
-
-def test_every_replicate_direction_is_an_intersection_of_exact_tests() -> None:
-    from quantbench.report.stats import McNemar, every_replicate_direction
-
-    worse = [McNemar(20, 2, mcnemar_exact(20, 2)), McNemar(640, 66, mcnemar_exact(640, 66))]
-    assert every_replicate_direction(worse, 0.95) == -1
-    better = [McNemar(2, 20, mcnemar_exact(2, 20))] * 3
-    assert every_replicate_direction(better, 0.95) == 1
-    # one replicate not significant, or the directions disagree: no verdict from this test
-    weak = [*worse, McNemar(11, 9, mcnemar_exact(11, 9))]
-    assert every_replicate_direction(weak, 0.95) == 0
-    assert every_replicate_direction([worse[0], better[0]], 0.95) == 0
-    # 20 vs 2 has p = 0.00009: significant at 0.95, not at 0.99999
-    assert every_replicate_direction(worse, 0.99999) == 0
-    assert every_replicate_direction(worse[:1], 0.95) == 0  # one replicate: the interval decides
 
 
 def test_accuracy_interval_stays_within_zero_and_one() -> None:

@@ -90,9 +90,10 @@ def test_the_trace_check_catches_a_figure_from_elsewhere(by_model: Any, tmp_path
 
 def test_columns_and_row_order(by_model: Any) -> None:
     columns, rows = summary_table(by_model)
-    assert columns[:8] == [
+    assert columns[:9] == [
         "method", "kind", "bits", "accuracy [CI]", "macro-F1 [CI]",
-        "Δ accuracy vs FP32, pt [CI]", "accuracy verdict", "size KB",
+        "Δ accuracy vs FP32, pt [CI]", "Δ per replicate, pt (min … max)", "accuracy verdict",
+        "size KB",
     ]  # fmt: skip
     assert "throughput samples/s (batch 512)" in columns
     assert "speed verdict (batch 512)" in columns
@@ -207,5 +208,5 @@ def test_every_replicate_verdict_traces_to_its_record(tmp_path: Path) -> None:
     records = build_metrics(run.quality, run.timing, CFG)
     line = next(x for x in render_markdown(records, recommendation(records, GOAL)).splitlines()
                 if x.startswith("| rtn_w2 |"))  # fmt: skip
-    assert "worse in all 3 replicates, by" in line
+    assert "worse in all 3 replicates (" in line
     assert untraced(line, [records["mlp"][1]]) == []

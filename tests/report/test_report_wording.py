@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from quantbench.report.replicates import ReplicateEvidence
 from quantbench.report.stats import Interval
 from quantbench.report.wording import (
     NO_CHANGE,
@@ -92,18 +93,65 @@ def test_small_values_never_print_as_zero() -> None:
     assert fixed(None, 2) == ""
 
 
-def test_accuracy_verdict_from_every_replicate_when_the_interval_spans_zero() -> None:
-    wide = iv(-11.44, -34.95, 12.08)
-    per_rep = [-15.944, -0.556, -17.806]
-    assert (
-        accuracy_verdict(wide, every_replicate=-1, per_replicate_pt=per_rep)
-        == "worse in all 3 replicates, by 0.56 to 17.81 pt (an exact McNemar test in each)"
+def evidence(diffs: list[float], signs: list[int]) -> ReplicateEvidence:
+    return ReplicateEvidence(tuple(diffs), tuple(0.5 for _ in diffs), tuple(signs), 0.05)
+
+
+def test_replicates_overrule_an_interval_that_spans_zero() -> None:
+    wide = iv(-11.43, -36.88, 14.01)
+    per_rep = [-13.5, -0.3, -20.5]
+    assert accuracy_verdict(wide, evidence=evidence(per_rep, [-1, 0, -1])) == (
+        "worse in 2 of 3 replicates (-20.5 … -0.3 pt)"
     )
-    assert accuracy_verdict(iv(2.0, -1.0, 5.0), every_replicate=1, per_replicate_pt=[1, 3]) == (
-        "better in all 2 replicates, by 1.00 to 3.00 pt (an exact McNemar test in each)"
+    assert accuracy_verdict(wide, evidence=evidence(per_rep, [-1, -1, -1])) == (
+        "worse in all 3 replicates (-20.5 … -0.3 pt)"
     )
-    assert accuracy_verdict(wide, every_replicate=0, per_replicate_pt=per_rep) == NO_CHANGE
-    # an interval that excludes zero keeps its own wording
-    assert accuracy_verdict(iv(-0.8, -1.1, -0.5), every_replicate=-1, per_replicate_pt=[-1]) == (
-        "worse by 0.8 pt [0.5, 1.1]"
+    assert accuracy_verdict(iv(2.0, -1.0, 5.0), evidence=evidence([1, 3], [1, 0])) == (
+        "better in 1 of 2 replicates (1.0 … 3.0 pt)"
     )
+    assert accuracy_verdict(wide, evidence=evidence(per_rep, [0, 0, 0])) == NO_CHANGE
+    # a range value that rounds to zero keeps its places instead of printing 0.0
+    assert accuracy_verdict(wide, evidence=evidence([-9.0, -0.03], [-1, 0])) == (
+        "worse in 1 of 2 replicates (-9.0 … -0.03 pt)"
+    )
+
+
+def test_replicates_in_opposite_directions_are_inconsistent() -> None:
+    split = evidence([-12.0, 0.1, 9.5], [-1, 0, 1])
+    assert accuracy_verdict(iv(-0.8, -25.0, 23.0), evidence=split) == (
+        "inconsistent across replicates: worse in 1, better in 1 of 3 (-12.0 … 9.5 pt)"
+    )
+    # the interval reads worse, but one replicate is significantly better on its own
+    against = evidence([-10.0, -11.0, 1.5], [-1, -1, 1])
+    assert accuracy_verdict(iv(-6.5, -9.0, -4.0), evidence=against).startswith(
+        "inconsistent across replicates: worse in 2, better in 1 of 3"
+    )
+    against = evidence([-10.0, -11.0, 1.5], [0, 0, 1])
+    assert accuracy_verdict(iv(-6.5, -9.0, -4.0), evidence=against) == (
+        "inconsistent across replicates: the interval reads worse, 1 of 3 better (-11.0 … 1.5 pt)"
+    )
+
+
+def test_replicates_that_agree_keep_the_interval_wording() -> None:
+    drop = iv(-0.8, -1.1, -0.5)
+    for signs in ([-1, -1, -1], [0, -1, 0], [0, 0, 0]):
+        assert accuracy_verdict(drop, evidence=evidence([-0.7, -0.8, -0.9], signs)) == (
+            "worse by 0.8 pt [0.5, 1.1]"
+        )
+    # one replicate: its exact interval already is its evidence
+    assert accuracy_verdict(iv(-0.3, -0.9, 0.2), evidence=evidence([-0.3], [-1])) == NO_CHANGE
+
+
+def test_speed_verdict_needs_the_rounds_that_leave_the_band_on_its_side() -> None:
+    fast = iv(1.2, 1.1, 1.3)
+    assert speed_verdict(fast, 0.03, rounds=[1.2, 1.25, 1.1, 0.9]) == "faster 1.20× [1.10, 1.30]"
+    assert speed_verdict(fast, 0.03, rounds=[1.01, 1.0, 1.01]) == "faster 1.20× [1.10, 1.30]"
+    # two extreme rounds carry the mean while as many rounds are slower beyond the band
+    skewed = [3.0, 2.5, 0.9, 0.95, 1.0]
+    assert speed_verdict(fast, 0.03, rounds=skewed) == (
+        "inconsistent across timing rounds: faster in 2, slower in 2 of 5 beyond the noise band "
+        "(0.90 … 3.00×)"
+    )
+    slow = iv(0.8, 0.7, 0.9)
+    assert speed_verdict(slow, 0.03, rounds=[0.5, 1.2]).startswith("inconsistent")
+    assert speed_verdict(slow, 0.03, rounds=[0.5, 0.6, 1.2]) == "slower 0.80× [0.70, 0.90]"
