@@ -34,7 +34,7 @@ DEFAULT_MODEL = {"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}  # config.
 
 
 def write_csv(path: Path, rows: int, seed: int) -> int:
-    from quantbench.synthetic import SyntheticConfig, write_flows_csv
+    from quantbench.data.synthetic import SyntheticConfig, write_flows_csv
 
     write_flows_csv(SyntheticConfig(n_flows=rows, seed=seed), path)
     return path.stat().st_size
@@ -45,11 +45,12 @@ def make_artifact(work: Path, seed: int) -> Path:
     not trained: the time and memory of a prediction do not depend on the weights' values)."""
     import torch
 
-    from quantbench.checkpoint import save_checkpoint
-    from quantbench.data import DataConfig, run_preprocess
-    from quantbench.dataset import load_dataset
+    from quantbench.data.dataset import load_dataset
+    from quantbench.data.preprocess import run_preprocess
+    from quantbench.data.settings import DataConfig
     from quantbench.deploy.artifact import run_export
     from quantbench.models import resolve
+    from quantbench.training.checkpoint import save_checkpoint
 
     data = work / "data"
     data.mkdir()

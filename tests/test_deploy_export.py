@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from quantbench.checkpoint import save_checkpoint
-from quantbench.data import DataConfig, run_preprocess
-from quantbench.dataset import load_dataset
+from quantbench.core.files import read_json
+from quantbench.data.dataset import load_dataset
+from quantbench.data.preprocess import run_preprocess
+from quantbench.data.settings import DataConfig
 from quantbench.deploy.artifact import run_export
 from quantbench.deploy.manifest import read_manifest, sha256_file
 from quantbench.deploy.parity import run_parity
-from quantbench.files import read_json
-from quantbench.loader import load_model
 from quantbench.models import resolve
+from quantbench.quant.loader import load_model
+from quantbench.training.checkpoint import save_checkpoint
 from tests.deploy_helpers import flows
 
 FILES = ("model.onnx", "manifest.json")
@@ -74,8 +75,8 @@ def test_fp32_artifact_matches_torch_on_raw_test_rows(data: Path, tmp_path: Path
 
 @pytest.mark.parametrize("kind", ["ptq_static"])
 def test_quantized_artifact_passes_its_parity_threshold(data: Path, tmp_path: Path, kind: str):
-    from quantbench import methods
-    from quantbench.methods.base import CalibrationData
+    from quantbench.quant.base import CalibrationData
+    from quantbench.quant.methods import registry as methods
     from quantbench.report.deploy import ParityConfig, problems
 
     ds = load_dataset(data / "dataset.npz")

@@ -12,7 +12,7 @@ import onnx
 import pandas as pd
 import pytest
 
-from quantbench.data import DataConfig
+from quantbench.data.settings import DataConfig
 from quantbench.deploy.cli import main
 from quantbench.deploy.predict import predict_csv
 from tests.deploy_helpers import flows, make_artifact
@@ -212,8 +212,8 @@ PRESET_FILES = {
 
 @pytest.mark.parametrize("preset", sorted(PRESET_FILES))
 def test_a_preset_file_is_read_as_the_workflow_read_it(preset: str, tmp_path: Path) -> None:
-    from quantbench.data import data_config_from_mapping
-    from quantbench.tabular import iter_chunks, numeric_block, open_table
+    from quantbench.data.settings import data_config_from_mapping
+    from quantbench.data.tabular import iter_chunks, numeric_block, open_table
 
     name, kept = PRESET_FILES[preset]
     path = FIXTURES / name

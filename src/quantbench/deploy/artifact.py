@@ -20,6 +20,7 @@ import joblib
 import onnx
 from onnx import TensorProto, compose, helper
 
+from quantbench.core.files import atomic_path, read_json
 from quantbench.deploy.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -30,7 +31,6 @@ from quantbench.deploy.manifest import (
     tool_versions,
 )
 from quantbench.deploy.preprocess_graph import BATCH, Encoding, encoding_of, preprocess_graph
-from quantbench.files import atomic_path, read_json
 
 if TYPE_CHECKING:
     from quantbench.deploy.graph import ModelGraph
@@ -161,7 +161,7 @@ def run_export(
 ) -> None:
     """The export step: rebuild the checkpoint, export its graph, join, check and write."""
     from quantbench.deploy.graph import export_graph
-    from quantbench.loader import load_model
+    from quantbench.quant.loader import load_model
 
     loaded = load_model(checkpoint_path)
     pre = joblib.load(preprocessor_path)

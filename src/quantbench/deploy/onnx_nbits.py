@@ -32,8 +32,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from quantbench.deploy import onnx_fp32
-from quantbench.grid import QuantizedWeight
-from quantbench.packing import pack
+from quantbench.quant.weightonly.grid import QuantizedWeight
+from quantbench.quant.weightonly.packing import pack
 
 NATIVE_BITS = (2, 4, 8)
 MIN_BLOCK = 16

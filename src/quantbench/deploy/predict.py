@@ -26,9 +26,9 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from quantbench.core.files import atomic_path
+from quantbench.data.tabular import ReadSpec, Table, iter_chunks, open_table, text_frame
 from quantbench.deploy.manifest import MODEL_FILE, Manifest, read_manifest
-from quantbench.files import atomic_path
-from quantbench.tabular import ReadSpec, Table, iter_chunks, open_table, text_frame
 
 # Text that means "no value" in a numeric field (besides an empty one), as the workflow read it.
 MISSING_TEXT = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", ""})

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantbench.files import read_json
+from quantbench.core.files import read_json
 from quantbench.report.facts import REFERENCE
 from quantbench.report.metrics import Metrics
 from quantbench.report.stats import from_section
