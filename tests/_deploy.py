@@ -11,7 +11,7 @@ import onnxruntime as ort
 import torch
 
 from quantbench.quant.loader import LoadedModel, load_model
-from quantbench.quant.methods import registry as methods
+from quantbench.quant.methods import registry
 from quantbench.training.checkpoint import save_checkpoint
 from tests import _toy
 
@@ -40,8 +40,8 @@ def checkpoint(tmp: Path, arch: str, kind: str, params: dict | None = None) -> L
     if kind == "fp32":
         state = toy.model.state_dict()
     else:
-        qparams = methods.make_params(kind, params)
-        state = methods.get_kind(kind).quantize(toy.model, toy.calib, qparams).state
+        qparams = registry.make_params(kind, params)
+        state = registry.get_kind(kind).quantize(toy.model, toy.calib, qparams).state
     path = tmp / f"{arch}_{kind}.pt"
     save_checkpoint(path, _toy.checkpoint_meta(kind, params, toy.spec), state)
     return load_model(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -45,3 +47,22 @@ def test_fp32_export_is_deterministic(tmp_path):
     first = export_graph(loaded).model.SerializeToString()
     assert export_graph(loaded).model.SerializeToString() == first
     assert str(_toy.EXAMPLE.parents[1]).encode() not in first  # no source paths inside
+
+
+@pytest.mark.parametrize("kind", ["ptq_static", "ptq_dynamic", "gptq"])
+def test_quantized_graphs_take_any_batch_size(tmp_path, kind):
+    graph = export_graph(_deploy.checkpoint(tmp_path, "transformer", kind))
+    session = _deploy.session(graph.model)
+    x = _deploy.eval_rows().numpy()
+    for n in (1, 3):
+        assert session.run(["logits"], {"features": x[:n]})[0].shape == (n, _toy.CLASSES)
+
+
+def test_unknown_kind_and_bad_accuracy_level_are_refused(tmp_path):
+    loaded = _deploy.checkpoint(tmp_path, "mlp", "fp32")
+    odd = dataclasses.replace(loaded, meta={**loaded.meta, "kind": "awq"})
+    with pytest.raises(ValueError, match="no ONNX export for kind 'awq'"):
+        export_graph(odd)
+    rtn = _deploy.checkpoint(tmp_path, "mlp", "rtn")
+    with pytest.raises(ValueError, match="accuracy_level must be 0, 1 or 4"):
+        export_graph(rtn, accuracy_level=2)

@@ -67,3 +67,14 @@ def test_static_graph_fuses_to_integer_kernels(tmp_path):
     ops = {n.op_type for n in optimized.graph.node}
     assert {"QGemm", "QLinearConv"} <= ops
     assert not ops & {"Gemm", "Conv", "MatMul"}
+
+
+def test_per_tensor_static_weights_keep_one_scale(tmp_path):
+    params = {"calibration_samples": 2048, "observer": "minmax", "per_channel": False}
+    loaded = _deploy.checkpoint(tmp_path, "mlp", "ptq_static", params)
+    graph = export_graph(loaded)
+    assert _agreement(graph, loaded) >= 0.995
+    q = loaded.module.get_submodule("layers.fc0").weight()
+    scale = _initializer(graph.model, "layers.fc0.weight.scale")
+    assert scale.shape == () and scale == np.float32(q.q_scale())
+    assert all("per-tensor" in layer.executes_as for layer in graph.layers)

@@ -33,7 +33,7 @@ def test_weight_only_graph_agrees_with_torch(tmp_path, arch, kind):
     assert "MatMulNBits" in ops and "Gemm" not in ops
     assert any("accuracy_level 4" in note for note in graph.notes)
     # at accuracy_level 0 the product is FP32 on exactly the dequantized codes
-    exact = deploy_graph.export_nbits(loaded, level=0)
+    exact = export_graph(loaded, accuracy_level=0)
     agreement, delta = _parity(exact, loaded)
     assert agreement == 1.0 and delta <= 1e-4
 
@@ -43,7 +43,8 @@ def _nodes(model, op):
 
 
 def _array(model, name):
-    return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name))
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    return numpy_helper.to_array(tensor).copy()  # writable, for torch.from_numpy
 
 
 def test_matmulnbits_holds_the_checkpoint_codes(tmp_path):
@@ -58,9 +59,9 @@ def test_matmulnbits_holds_the_checkpoint_codes(tmp_path):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         n, k = qw.codes.shape
         assert (attrs["N"], attrs["K"], attrs["bits"], attrs["block_size"]) == (n, k, 4, 16)
-        packed = _array(model, node.input[1]).copy()
+        packed = _array(model, node.input[1])
         codes = unpack(torch.from_numpy(packed.reshape(-1)), 4, (n, packed.shape[1] * 16))
-        perm = _array(model, f"{layer}.act_order")  # gptq act-order: columns in block order
+        perm = _array(model, f"{layer}.act_order")  # act-order: columns in block order
         assert torch.equal(codes[:, :k], qw.codes[:, torch.from_numpy(perm)])
         assert np.array_equal(_array(model, node.input[2]), qw.scales.numpy())
         blocks = packed.shape[1]

@@ -1,6 +1,6 @@
 """One quantbench checkpoint -> one ONNX graph that runs the method's own quantization.
 
-:func:`export_graph` takes a :class:`quantbench.quant.loader.LoadedModel` and returns a
+:func:`export_graph` takes a :class:`quantbench.loader.LoadedModel` and returns a
 :class:`ModelGraph`: the ONNX model (input ``features``: float32 ``[batch, n_features]``,
 already preprocessed; output ``logits``: float32 ``[batch, n_classes]``), what each layer of
 the torch model executes as in ONNX Runtime, and the graph-wide choices a user must know.
@@ -31,7 +31,7 @@ from torch import nn
 
 from quantbench.core.config import resolved_execution
 from quantbench.deploy import onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 from quantbench.quant.weightonly.execution import build_module
 from quantbench.quant.weightonly.grid import Grid
 from quantbench.quant.weightonly.state import unpack_layer
@@ -219,16 +219,15 @@ def export_dynamic(loaded: LoadedModel) -> ModelGraph:
     model = onnx_fp32.export_fp32(twin, loaded.spec.n_features)
     sites = onnx_fp32.matrix_sites(model, list(dynamic))
     engine = engine_of(loaded)
-    qmax = ao.activation_range(engine)[1]
+    qmax = backend.activation_range(engine)[1]
     layers = []
     for name in names:
         ops = ", ".join(ops_of(model, name)) or "element-wise ops"
         site = sites.get(name)
         if name in dynamic and site is not None and site.node.op_type == "MatMul":
             q = dynamic[name].weight()
-            scheme = "per-tensor" if q.qscheme() == torch.per_tensor_affine else "per-channel"
-            if q.qscheme() == torch.per_tensor_symmetric:
-                scheme = "per-tensor"
+            per_tensor = (torch.per_tensor_affine, torch.per_tensor_symmetric)
+            scheme = "per-tensor" if q.qscheme() in per_tensor else "per-channel"
             onnx_dynamic.replace_matmul(model.graph, site, name, q, qmax)
             how = f"int8 dynamic: uint8 activations 0..{qmax}, int8 {scheme} weights, MatMulInteger"
             layers.append(LayerExport(name, how, None))
@@ -257,20 +256,25 @@ def export_fp32(loaded: LoadedModel) -> ModelGraph:
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
 
 
-def export_graph(loaded: LoadedModel) -> ModelGraph:
-    """The ONNX graph of a loaded checkpoint (see the module docstring); ValueError names a
-    kind without an ONNX translation."""
+def export_graph(loaded: LoadedModel, accuracy_level: int = ACCURACY_LEVEL) -> ModelGraph:
+    """The ONNX graph of a loaded checkpoint (see the module docstring).
+
+    ``accuracy_level``: MatMulNBits's (rtn, gptq; ignored by the other kinds): 4 (default,
+    int8 activations, fast) or 0 (FP32 products on exactly the dequantized codes, slower).
+    ValueError (one line) for a kind without an ONNX translation.
+    """
     kind = loaded.meta["kind"]
+    if kind in ("rtn", "gptq"):
+        if accuracy_level not in (0, 1, 4):
+            raise ValueError(f"accuracy_level must be 0, 1 or 4, got {accuracy_level!r}")
+        return export_nbits(loaded, accuracy_level)
     exporters = {
         "fp32": export_fp32,
         "ptq_dynamic": export_dynamic,
         "ptq_static": export_static,
         "qat": export_static,
-        "rtn": export_nbits,
-        "gptq": export_nbits,
     }
     if kind not in exporters:
-        raise ValueError(
-            f"no ONNX export for kind {kind!r} yet; exportable kinds: {', '.join(exporters)}"
-        )
+        known = ", ".join([*exporters, "rtn", "gptq"])
+        raise ValueError(f"no ONNX export for kind {kind!r}; exportable kinds: {known}")
     return exporters[kind](loaded)

@@ -28,7 +28,7 @@ from torch import nn
 
 from quantbench.deploy import onnx_fp32
 from quantbench.deploy.onnx_int8 import weight_codes
-from quantbench.quant.ao import backend as ao
+from quantbench.quant.ao import backend
 
 SCALE_FLOOR = 1e-12  # an all-zero batch: any positive scale gives the same (zero) product
 
@@ -40,7 +40,7 @@ def fp32_twin(spec_module: nn.Module, converted: nn.Module) -> tuple[nn.Module, 
     for name, m in converted.named_modules():
         if name and any(name.startswith(f"{d}.") for d in dynamic):
             continue
-        if ao.is_quantized_module(m, dynamic=True):
+        if backend.is_quantized_module(m, dynamic=True):
             if m._get_name() not in ("DynamicQuantizedLinear", "DynamicQuantizedConv1d"):
                 raise ValueError(f"no ONNX translation for torch's {m._get_name()} ({name})")
             dynamic[name] = m

@@ -139,7 +139,7 @@ def add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray) -> str
     keep = [t for t in graph.initializer if t.name != name]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+    graph.initializer.append(numpy_helper.from_array(np.array(array, order="C"), name))
     return name
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from quantbench.core.files import write_json
-from quantbench.data.dataset import load_dataset
+from quantbench.data.dataset import Dataset, load_dataset
 from quantbench.data.rawrows import RawRows, load_raw_rows
 from quantbench.deploy.manifest import MODEL_FILE, read_manifest, tool_versions
 from quantbench.measure.ort import open_session, session_options
@@ -38,14 +38,16 @@ def run_artifact(onnx_path: str | Path, rows: RawRows) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
-def torch_logits(checkpoint_path: str | Path, x: np.ndarray) -> np.ndarray:
-    """The torch model's logits on the path it is scored on (loading sets its engine)."""
+def torch_logits(checkpoint_path: str | Path, ds: Dataset) -> np.ndarray:
+    """The torch model's logits on the test rows, on the path it is scored on (loading sets its
+    engine and refuses a checkpoint trained on other features or classes)."""
     import torch
 
     from quantbench.quant.loader import load_model
 
     torch.set_num_threads(1)
-    module = load_model(checkpoint_path).module
+    x = ds.x_test
+    module = load_model(checkpoint_path, expect=ds).module
     with torch.inference_mode():
         parts = [
             module(torch.from_numpy(x[i : i + BATCH])).float() for i in range(0, len(x), BATCH)
@@ -96,7 +98,7 @@ def run_parity(
         raise ValueError(
             f"{raw_test_path}: its columns differ from the artifact's inputs; re-export it"
         )
-    reference = torch_logits(checkpoint_path, ds.x_test)
+    reference = torch_logits(checkpoint_path, ds)
     artifact = run_artifact(Path(artifact_dir) / MODEL_FILE, rows)
     _, settings = session_options()
     raw = manifest.raw
