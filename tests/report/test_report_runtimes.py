@@ -114,3 +114,17 @@ def test_size_goal_deploys_the_smallest_method_in_its_measurably_faster_runtime(
     rec = _summarize(tmp_path, goal="size")["rec"]
     assert (rec["choice"], rec["runtime"]) == ("gptq_w4", "onnxruntime")
     assert rec["artifact"] == "results/deploy/mlp/seed42/gptq_w4/model.onnx"
+
+
+def test_a_timing_record_claiming_onnxruntime_without_its_sides_is_refused(tmp_path: Path):
+    facts = _facts(tmp_path)
+    path = Path(facts.timing[0])
+    record = json.loads(path.read_text())
+    for r in record["rounds"]:
+        del r["ort_candidate"]
+        r["order"] = r["order"][:3]
+    path.write_text(json.dumps(record))
+    cfg = ReportConfig.from_dict(REPORT)
+    with pytest.raises(ValueError, match="runtimes disagree") as err:
+        build_metrics(facts.quality, facts.timing, cfg)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

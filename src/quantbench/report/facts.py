@@ -182,7 +182,13 @@ def _thin_rounds(record: dict[str, Any]) -> dict[str, Any]:
 def load_timing(path: str, schema: dict[str, Any]) -> Timed:
     record = read_json_strict(path, "timing")
     validate(_thin_rounds(record) if isinstance(record, dict) else record, path, schema, "timing")
+    ort = "onnxruntime" in record.get("runtimes", [])
     for i, r in enumerate(record["rounds"]):
+        if ort != all(s in r for s in ORT_SIDES) or ort != ("onnxruntime" in record):
+            raise ValueError(
+                f"{path}: timing field 'rounds.{i}': the ONNX Runtime sides and the record's "
+                "runtimes disagree; delete the file and rerun the workflow to time it again"
+            )
         for side in ("reference", "candidate", *(s for s in ORT_SIDES if s in r)):
             for name in ("latency_ms", "pass_ms"):
                 _times(r[side][name], path, f"rounds.{i}.{side}.{name}")
