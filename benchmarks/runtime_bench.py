@@ -78,7 +78,9 @@ def main() -> None:
     ap.add_argument("results", type=Path, nargs="?")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--replicate", default="seed42")
-    ap.add_argument("--methods", nargs="*", default=["ptq_static", "ptq_dynamic", "gptq_w4"])
+    ap.add_argument(
+        "--methods", nargs="*", default=["ptq_static", "ptq_dynamic", "gptq_w4", "rtn_w4"]
+    )
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--calls", type=int, default=4000, help="batch-1 calls per side, in total")

@@ -46,7 +46,12 @@ ORT_FP32 = (4.0, 1.2)  # FP32's artifact in ONNX Runtime over torch FP32: batch 
 
 def ort_block(m: Method) -> dict[str, Any]:
     """The timing record's ``onnxruntime`` block of FP32 and ``m``'s artifacts."""
-    fused = {"com.microsoft:QGemm": 3} if m.kind.startswith(("ptq_static", "qat")) else {}
+    fused, attrs = {}, {}
+    if m.kind in ("ptq_static", "qat"):
+        fused = {"com.microsoft:QGemm": 3}
+    elif m.kind in ("rtn", "gptq"):
+        fused = {"com.microsoft:MatMulNBits": 3}
+        attrs = {"MatMulNBits.accuracy_level": [4], "MatMulNBits.bits": [m.bits]}
     return {
         "version": "1.32.0", "available_providers": ["CPUExecutionProvider"],
         "session_options": {"intra_op_num_threads": 1, "inter_op_num_threads": 1,
@@ -55,9 +60,10 @@ def ort_block(m: Method) -> dict[str, Any]:
                             "providers": ["CPUExecutionProvider"]},
         "input": "raw feature rows through the artifact's in-graph preprocessing",
         "reference": {"artifact": "results/deploy/mlp/seed42/fp32/model.onnx",
-                      "ops": {"MatMul": 3}, "quantized_ops": {}},
+                      "ops": {"MatMul": 3}, "quantized_ops": {}, "kernel_attributes": {}},
         "candidate": {"artifact": f"results/deploy/mlp/seed42/{m.name}/model.onnx",
-                      "ops": fused or {"MatMul": 3}, "quantized_ops": fused},
+                      "ops": fused or {"MatMul": 3}, "quantized_ops": fused,
+                      "kernel_attributes": attrs},
         "sessions_per_side": 16,
     }  # fmt: skip
 

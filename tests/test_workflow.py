@@ -137,6 +137,7 @@ def test_timing_pairs_fp32_with_each_method_in_rotating_rounds_in_both_runtimes(
         assert ort["reference"]["quantized_ops"] == {} and ort["candidate"]["quantized_ops"]
         if method != "ptq_dynamic":
             assert "com.microsoft:MatMulNBits" in ort["candidate"]["quantized_ops"]
+            assert ort["candidate"]["kernel_attributes"]["MatMulNBits.bits"] == [4]
         for side in ALL_SIDES:
             assert sum(len(r[side]["latency_ms"]) for r in t["rounds"]) == 40
             assert sum(len(r[side]["pass_ms"]) for r in t["rounds"]) == 8

@@ -97,6 +97,10 @@ def test_recommendation_names_the_runtime_and_the_artifact(tmp_path: Path) -> No
     )
     assert ort_ptq["kernels"] == "com.microsoft:QGemm ×3"
     assert ort_ptq["accuracy in this runtime (test rows, mean over replicates)"] == "0.9000"
+    ort_gptq = next(
+        r for r in out["csv"] if (r["method"], r["runtime"]) == ("gptq_w4", "onnxruntime")
+    )
+    assert ort_gptq["kernels"] == "com.microsoft:MatMulNBits ×3 (accuracy_level 4, bits 4)"
     assert "| runtime |" in out["md"] and "ONNX Runtime 1.32.0" in out["md"]
     assert "raw feature rows" in out["md"]
 

@@ -79,9 +79,11 @@ def runtime_facts() -> dict[str, Any]:
     }
 
 
-def optimized_ops(onnx_path: str | Path) -> dict[str, int]:
-    """Operator counts ``"domain:op"`` (plain ``op`` in the default domain) of the graph ONNX
-    Runtime runs after optimizing ``onnx_path`` with :func:`session_options`."""
+# Attributes of the integer kernels that decide how they compute (recorded with the counts).
+KERNEL_ATTRIBUTES = {"MatMulNBits": ("bits", "block_size", "accuracy_level")}
+
+
+def _optimized_graph(onnx_path: str | Path) -> Any:
     import onnx
     import onnxruntime as ort
 
@@ -90,11 +92,32 @@ def optimized_ops(onnx_path: str | Path) -> dict[str, int]:
         opts, _ = session_options(optimized_path=out)
         opts.log_severity_level = 3  # not the warning that the saved graph fits this CPU only
         ort.InferenceSession(str(onnx_path), opts, providers=list(PROVIDERS))
-        graph = onnx.load(out, load_external_data=False).graph
-    counts = Counter(
-        n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}:{n.op_type}" for n in graph.node
-    )
-    return dict(sorted(counts.items()))
+        return onnx.load(out, load_external_data=False).graph
+
+
+def _op_name(node: Any) -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+
+
+def optimized_facts(onnx_path: str | Path) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """(operator counts ``"domain:op"``, plain ``op`` in the default domain; the values of
+    :data:`KERNEL_ATTRIBUTES` as ``"op.attribute"`` -> sorted distinct values) of the graph ONNX
+    Runtime runs after optimizing ``onnx_path`` with :func:`session_options`."""
+    from onnx import helper
+
+    graph = _optimized_graph(onnx_path)
+    counts = Counter(_op_name(n) for n in graph.node)
+    attrs: dict[str, set[int]] = {}
+    for n in graph.node:
+        for a in n.attribute:
+            if a.name in KERNEL_ATTRIBUTES.get(n.op_type, ()):
+                attrs.setdefault(f"{n.op_type}.{a.name}", set()).add(helper.get_attribute_value(a))
+    return dict(sorted(counts.items())), {k: sorted(v) for k, v in sorted(attrs.items())}
+
+
+def optimized_ops(onnx_path: str | Path) -> dict[str, int]:
+    """Operator counts of the optimized graph (:func:`optimized_facts`)."""
+    return optimized_facts(onnx_path)[0]
 
 
 def quantized_ops(ops: dict[str, int]) -> dict[str, int]:

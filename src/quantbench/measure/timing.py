@@ -66,10 +66,15 @@ def _load_pair(
 
 def _artifact_side(onnx_path: str) -> dict[str, Any]:
     """What ONNX Runtime makes of one artifact: its optimized graph's operators."""
-    from quantbench.measure.ort import optimized_ops, quantized_ops
+    from quantbench.measure.ort import optimized_facts, quantized_ops
 
-    ops = optimized_ops(onnx_path)
-    return {"artifact": str(onnx_path), "ops": ops, "quantized_ops": quantized_ops(ops)}
+    ops, attrs = optimized_facts(onnx_path)
+    return {
+        "artifact": str(onnx_path),
+        "ops": ops,
+        "quantized_ops": quantized_ops(ops),
+        "kernel_attributes": attrs,
+    }
 
 
 def _ort_sides(

@@ -21,8 +21,17 @@ RUNTIME_NAMES = {TORCH: "torch", ORT: "ONNX Runtime"}
 
 
 def _ort_kernels(ort: dict[str, Any]) -> list[str]:
-    ops = ort["quantized_ops"]
-    return [f"{op} ×{n}" for op, n in ops.items()] or ["FP32 kernels only"]
+    """``com.microsoft:MatMulNBits ×3 (accuracy_level 4, bits 4, block_size 32)``, per op."""
+    out = []
+    for op, n in ort["quantized_ops"].items():
+        name = op.rsplit(":", 1)[-1]
+        attrs = ", ".join(
+            f"{k.split('.', 1)[1]} {'/'.join(map(str, v))}"
+            for k, v in ort["kernel_attributes"].items()
+            if k.split(".", 1)[0] == name
+        )
+        out.append(f"{op} ×{n}" + (f" ({attrs})" if attrs else ""))
+    return out or ["FP32 kernels only"]
 
 
 def _ort_row(r: Metrics) -> Metrics:

@@ -125,6 +125,7 @@ def runtimes_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[st
             "session_options": ort["session_options"],
             "artifact": art["artifact"],
             "quantized_ops": art["quantized_ops"],
+            "kernel_attributes": art.get("kernel_attributes", {}),
             "ops": art["ops"],
         }
     }
