@@ -252,13 +252,13 @@ def deploy_jobs(models: list[str], reps: list[str], methods: list[str]) -> dict[
     }
 
 
-def method_jobs(method: str, reps: list[str] = REPS) -> dict[str, int]:
-    """What one method variant's change reruns: its quantize, score, export and parity jobs in
-    every replicate, its timing job and the summary."""
+def method_jobs(method: str, reps: list[str] = REPS, export: bool = True) -> dict[str, int]:
+    """What one method variant's change reruns: its quantize, score, export and parity jobs
+    (with ``export``) in every replicate, its timing job and the summary."""
     return {
         **jobs("quantize", [MODEL], reps, [method]),
         **jobs("score", [MODEL], reps, [method]),
-        **deploy_jobs([MODEL], reps, [method]),
+        **(deploy_jobs([MODEL], reps, [method]) if export else {}),
         **jobs("time", [MODEL], [method]),
         "summarize": 1,
     }
@@ -513,8 +513,11 @@ def test_the_summary_groups_rows_by_model(models_done):
     md = (models_done / "results" / "summary.md").read_text()
     assert sorted(by_name, key=lambda m: md.index(f"### Model `{m}`")) == by_name
     rows = list(csv.DictReader((models_done / "results" / "summary.csv").open()))
-    assert [(r["model"], r["method"]) for r in rows] == [
-        (model, m) for model in by_name for m in ["fp32", *ARCH_METHODS]
+    assert [(r["model"], r["method"], r["runtime"]) for r in rows] == [
+        (model, m, runtime)
+        for model in by_name
+        for runtime in ("torch", "onnxruntime")  # a model's torch rows, then its ONNX Runtime rows
+        for m in ["fp32", *ARCH_METHODS]
     ]
     assert [r["weights quantized %"] for r in rows if r["method"] == "fp32"] == [""] * 3
     assert all(float(r["weights quantized %"]) > 0 for r in rows if r["method"] != "fp32")
@@ -746,14 +749,16 @@ def test_editing_the_fx_code_reruns_the_static_kinds_and_nothing_else(copy_of_in
     """A named engine: no probe code runs, so FX (ptq_static and qat only) reruns ptq_static's
     jobs, not the weight-only ones (rtn_w8_int8 on the int8 engine included)."""
     append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "fx.py")
-    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"])
+    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"], export=False)
 
 
 def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_int4):
     append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "dynamic.py")
     # the weight-only kinds build any execution path from one module, so all of them rerun
     weight_only = [m for m in INT4_METHODS if m != "ptq_static"]
-    expected = {k: v for m in weight_only for k, v in method_jobs(m, ["seed7"]).items()}
+    expected = {
+        k: v for m in weight_only for k, v in method_jobs(m, ["seed7"], export=False).items()
+    }
     assert planned_jobs(copy_of_int4) == expected
 
 
