@@ -102,6 +102,20 @@ def _ort_sides(
     return make, dict.fromkeys(ORT_SIDES, feeds), block
 
 
+def _add_runtimes(
+    make: dict[str, Any], artifacts: dict[str, str] | None, raw_test_path: str | None, rows: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Add the ONNX Runtime sides to ``make`` when there are artifacts; (their inputs, the
+    record's ``runtimes`` and ``onnxruntime`` fields)."""
+    if not artifacts:
+        return {}, {"runtimes": ["torch"]}
+    if raw_test_path is None:
+        raise ValueError("timing ONNX artifacts needs the raw test rows (raw_test_path)")
+    ort_make, inputs, block = _ort_sides(artifacts, raw_test_path, rows)
+    make |= ort_make
+    return inputs, {"runtimes": ["torch", "onnxruntime"], "onnxruntime": block}
+
+
 def run_timing(
     reference_path: str,
     candidate_path: str,
@@ -137,17 +151,9 @@ def run_timing(
         "reference": RotatingCopies(ref.module, seed=0),
         "candidate": RotatingCopies(cand.module, seed=1),
     }
-    inputs, ort_block = {}, None
-    if artifacts:
-        if raw_test_path is None:
-            raise ValueError("timing ONNX artifacts needs the raw test rows (raw_test_path)")
-        ort_make, inputs, ort_block = _ort_sides(artifacts, raw_test_path, x.shape[0])
-        make |= ort_make
+    inputs, runtimes = _add_runtimes(make, artifacts, raw_test_path, x.shape[0])
     rounds = paired_rounds(make, x, cfg, inputs=inputs)
     facts = cpu_facts()
-    runtimes = {"runtimes": ["torch", "onnxruntime"] if artifacts else ["torch"]}
-    if ort_block is not None:
-        runtimes["onnxruntime"] = ort_block
     write_json(
         timing_out,
         {
