@@ -519,7 +519,7 @@ def test_the_summary_groups_rows_by_model(models_done):
         for runtime in ("torch", "onnxruntime")  # a model's torch rows, then its ONNX Runtime rows
         for m in ["fp32", *ARCH_METHODS]
     ]
-    assert [r["weights quantized %"] for r in rows if r["method"] == "fp32"] == [""] * 3
+    assert [r["weights quantized %"] for r in rows if r["method"] == "fp32"] == [""] * 6
     assert all(float(r["weights quantized %"]) > 0 for r in rows if r["method"] != "fp32")
     rec = read(models_done, "recommendation.json")
     assert [m["model"] for m in rec["models"]] == by_name
