@@ -221,6 +221,34 @@ def rounds_problem(evaluate: dict[str, Any]) -> str | None:
     return None
 
 
+VARIANT_SECTIONS = ("methods", "models")
+
+
+def apply_config_files(config: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The config after the files given with ``--configfile`` (and ``--config``), ``given``.
+
+    Snakemake has already merged them into config.yaml key by key, nested mappings included: a
+    named variant changes only the keys a file gives and a new name adds a variant. Here a
+    variant set to null is removed, and a section named in the files' ``replace:`` list is the
+    files' own list alone, without config.yaml's variants.
+    """
+    out = dict(config)
+    replace = given.get("replace")
+    replace = replace if isinstance(replace, list) else []  # the schema reports a bad value
+    for section in VARIANT_SECTIONS:
+        variants = out.get(section)
+        if section in replace:
+            variants = given.get(section)
+            if not isinstance(variants, dict):
+                raise ConfigError(
+                    f"replace: names {section} but no config file lists {section}; "
+                    f"add a {section}: list to the file, or take {section} out of replace"
+                )
+        if isinstance(variants, dict):
+            out[section] = {name: v for name, v in variants.items() if v is not None}
+    return out
+
+
 def canonical(value: Any) -> Any:
     """Mappings with sorted keys, recursively.
 

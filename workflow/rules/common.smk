@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.config import (
     ConfigError,
+    apply_config_files,
     method_params,
     model_file,
     replicate_name,
@@ -26,16 +27,12 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 SCHEMA = SCHEMAS / "config.schema.yaml"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 
-# Snakemake merges --configfile into config.yaml key by key; a method or model list given on the
-# command line replaces the default list instead of extending it (so a sweep file runs just its
-# sweep, and a file of models runs just those models).
-_cli_config = getattr(workflow.config_settings, "overwrite_config", None) or {}
-for _section in ("methods", "models"):
-    if isinstance(_cli_config.get(_section), dict):
-        config[_section] = dict(_cli_config[_section])
-
+# Snakemake merges each --configfile into config.yaml key by key, methods: and models: included:
+# a named variant changes only the keys given, a new name adds one. A variant set to null is
+# removed here, and a file with `replace: [methods]` (or models) runs its own list alone.
 try:
-    _resolved = resolve_config(config, SCHEMA)
+    _given = getattr(workflow.config_settings, "overwrite_config", None) or {}
+    _resolved = resolve_config(apply_config_files(config, _given), SCHEMA)
 except ConfigError as exc:
     raise WorkflowError(f"config error: {exc}") from None
 config.clear()
