@@ -331,3 +331,16 @@ def test_every_shipped_config_resolves(path):
 def test_schemas_read_the_same_with_the_fast_loader(path):
     """load_schema uses libyaml when PyYAML has it; the result must be PyYAML's own safe_load."""
     assert load_schema(path) == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda", "cpu"])
+def test_only_training_and_gptq_may_use_a_gpu(device):
+    from quantbench.config import quantize_device, uses_gpu
+
+    cfg = resolve(lambda c: c["train"].update(device=device))
+    on_gpu = {m for m in cfg["methods"] if uses_gpu(cfg, "quantize", m)}
+    assert on_gpu == (set() if device == "cpu" else {"gptq_w4"})
+    assert uses_gpu(cfg, "train_fp32") is (device != "cpu")
+    assert not any(uses_gpu(cfg, rule) for rule in ("preprocess", "score", "time"))
+    assert quantize_device(cfg, "rtn_w4") == "cpu"
+    assert quantize_device(cfg, "gptq_w4") == device

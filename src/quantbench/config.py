@@ -19,6 +19,9 @@ from quantbench.sourcecheck import source_problem
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
 WEIGHT_ONLY_KINDS = ("rtn", "gptq")
+# Kinds whose quantize step runs on CUDA when the job has a GPU (GPTQ's per-layer solves); every
+# other kind quantizes on the CPU, and a cluster run asks a GPU for none of them.
+CUDA_KINDS = ("gptq",)
 # The int4 kernel's limits (quantbench.int4: MAX_BITS, KERNEL_GROUPS[0]), repeated here so that
 # config checking needs no torch; tests/test_config.py checks that the two agree.
 INT4_MAX_BITS = 4
@@ -331,6 +334,21 @@ def uses_int8_engine(variant: dict[str, Any]) -> bool:
     if variant["kind"] in WEIGHT_ONLY_KINDS:
         return resolved_execution(variant["execution"], variant["group_size"]) == "int8"
     return False
+
+
+def quantize_device(cfg: dict[str, Any], name: str) -> str:
+    """The device a method's quantize job asks for: train.device for the CUDA kinds, else cpu."""
+    return cfg["train"]["device"] if cfg["methods"][name]["kind"] in CUDA_KINDS else "cpu"
+
+
+def uses_gpu(cfg: dict[str, Any], rule: str, method: str | None = None) -> bool:
+    """Whether a job of ``rule`` (for ``method``) may run on CUDA: FP32 training and the quantize
+    jobs of the CUDA kinds, unless train.device is cpu. No other job ever does."""
+    if cfg["train"]["device"] == "cpu":
+        return False
+    if rule == "train_fp32":
+        return True
+    return rule == "quantize" and method is not None and quantize_device(cfg, method) != "cpu"
 
 
 def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:

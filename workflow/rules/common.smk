@@ -11,10 +11,12 @@ from quantbench.config import (
     apply_config_files,
     method_params,
     model_file,
+    quantize_device,
     replicate_name,
     replicate_seed,
     replicate_seeds,
     resolve_config,
+    uses_gpu,
     uses_int8_engine,
 )
 from quantbench.deps import closure, kind_file
@@ -185,6 +187,50 @@ def get_time_input(wildcards):
         "dataset": f"results/data/{TIMED_REP}/dataset.npz",
         "lib": lib("latency.py", kind_file(kind_of(method))),
     }
+
+
+# GPUs on a cluster (slurm/config.yaml, docs/cluster.md). QUANTBENCH_SLURM_GPUS (h100:1, 1, ...,
+# as --gpus-per-node takes it) is asked for by the jobs that may run on CUDA and by them alone:
+# FP32 training and GPTQ's quantize jobs (uses_gpu). Each of those is submitted on its own; the
+# CPU chains keep one submission each (per replicate and method, quantization and scoring). With
+# the variable unset the profile sets the groups and sbatch options, and none of this applies.
+SLURM_GPUS = os.environ.get("QUANTBENCH_SLURM_GPUS", "").strip()
+# the queue order the profile gives these jobs (slurm/config.yaml, "Order in the queue")
+GROUP_NICE = "--nice=100"
+
+
+def job_method(wildcards):
+    return wildcards.get("method", "fp32")
+
+
+def on_gpu(rule, wildcards):
+    return bool(SLURM_GPUS) and uses_gpu(config, rule, job_method(wildcards))
+
+
+def get_group(rule):
+    """A job's group when GPUs are asked for: the quantize and score jobs of a method that runs
+    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone.
+    """
+
+    def group(wildcards):
+        method = job_method(wildcards)
+        if not SLURM_GPUS or method == "fp32" or on_gpu("quantize", wildcards):
+            return None
+        return f"{method}_{wildcards.rep}"
+
+    return group
+
+
+def get_slurm_extra(rule):
+    """sbatch options when GPUs are asked for (else the profile's): the GPU for a job that uses
+    one, the queue order for all."""
+
+    def slurm_extra(wildcards):
+        if on_gpu(rule, wildcards):
+            return f"{GROUP_NICE} --gpus-per-node={SLURM_GPUS}"
+        return GROUP_NICE
+
+    return slurm_extra
 
 
 def get_time_threads():
