@@ -1,16 +1,17 @@
 """Every kind on every built-in architecture, on the default data, through the workflow's steps.
 
 Generates the default synthetic traffic data and preprocesses it as the workflow does
-(``quantbench.synthetic``, ``quantbench.data.run_preprocess`` with config.yaml's data settings),
-trains each architecture with ``quantbench.train.run_training`` (config.yaml's training
-settings, CPU, one thread) and quantizes it with ``quantbench.quantize.run_quantization`` using
-config.yaml's method variants, plus GPTQ and RTN at 3 and 2 bits for the layer-error target.
-Every checkpoint is loaded back with ``quantbench.loader.load_model`` (weights-only) and scored
-on the test split. Printed per architecture: training time and epochs, then per variant the
-test accuracy and its difference from FP32 (points), the checkpoint size as a share of FP32's,
-the coverage (share of weights quantized, share of multiply-accumulates on quantized weights and
-on int8 kernels, the FP32 layers), the quantize time; then GPTQ's and RTN's held-out output
-error of every layer at 3 and 2 bits; then each target of the models issue with PASS or FAIL.
+(``quantbench.data.synthetic``, ``quantbench.data.preprocess.run_preprocess`` with config.yaml's
+data settings), trains each architecture with ``quantbench.training.train.run_training``
+(config.yaml's training settings, CPU, one thread) and quantizes it with
+``quantbench.quant.quantize.run_quantization`` using config.yaml's method variants, plus GPTQ and
+RTN at 3 and 2 bits for the layer-error target. Every checkpoint is loaded back with
+``quantbench.quant.loader.load_model`` (weights-only) and scored on the test split. Printed per
+architecture: training time and epochs, then per variant the test accuracy and its difference from
+FP32 (points), the checkpoint size as a share of FP32's, the coverage (share of weights quantized,
+share of multiply-accumulates on quantized weights and on int8 kernels, the FP32 layers), the
+quantize time; then GPTQ's and RTN's held-out output error of every layer at 3 and 2 bits; then
+each target of the models issue with PASS or FAIL.
 
 Usage::
 
@@ -30,15 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from quantbench import ao
-from quantbench.data import data_config_from_mapping, run_preprocess
-from quantbench.dataset import load_dataset
-from quantbench.evaluate import predict
-from quantbench.files import read_json
-from quantbench.loader import load_model
-from quantbench.quantize import run_quantization
-from quantbench.synthetic import SyntheticConfig, write_flows_csv
-from quantbench.train import run_training
+from quantbench.core.files import read_json
+from quantbench.data.dataset import load_dataset
+from quantbench.data.preprocess import run_preprocess
+from quantbench.data.settings import data_config_from_mapping
+from quantbench.data.synthetic import SyntheticConfig, write_flows_csv
+from quantbench.measure.score import predict
+from quantbench.quant.ao import backend
+from quantbench.quant.loader import load_model
+from quantbench.quant.quantize import run_quantization
+from quantbench.training.train import run_training
 
 DATA = {"nonfinite": "drop", "categorical": "onehot", "val_fraction": 0.15, "test_fraction": 0.15}
 TRAIN = {"epochs": 40, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5}
@@ -224,7 +226,7 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(1)
-    engine = ao.select_engine("auto")
+    engine = backend.select_engine("auto")
     print(f"torch {torch.__version__}, engine {engine}, 1 thread, seed {args.seed}")
     specs = {a: {"arch": a} for a in args.archs}
     if args.custom:

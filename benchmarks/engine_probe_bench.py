@@ -2,7 +2,7 @@
 
 The default MLP (29 -> 256 -> 256 -> 3, seeded random weights: the kernels' speed does not
 depend on the weights' values) is statically quantized for every engine this torch offers
-(``quantbench.engines.static_builder``: fused Linear+ReLU, min/max calibration on 512 rows)
+(``quantbench.measure.engines.static_builder``: fused Linear+ReLU, min/max calibration on 512 rows)
 and probed with the default ``ProbeConfig`` (or ``--objective latency``). Printed: every
 engine's figures, the pick and why, and the seconds spent since the interpreter started (the
 cost the probe adds to a cold run is what this script takes minus a bare ``import torch``).
@@ -30,20 +30,22 @@ import torch  # noqa: E402
 
 T_TORCH = time.perf_counter()
 
-from quantbench import ao, engines  # noqa: E402
+from quantbench.measure import engines  # noqa: E402
+from quantbench.measure.engine_record import OBJECTIVES  # noqa: E402
 from quantbench.models import build_model  # noqa: E402
+from quantbench.quant.ao import backend  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objective", choices=engines.OBJECTIVES, default="throughput")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="throughput")
     parser.add_argument("--json", default=None, help="write the record here")
     parser.add_argument("--fp32-rounds", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [256, 256], "dropout": 0.0}, 29, 3).eval()
     rows = torch.randn(512, 29, generator=torch.Generator().manual_seed(1))
-    with ao.quiet():
+    with backend.quiet():
         record = engines.probe_engines(
             engines.static_builder(model, rows), rows, engines.ProbeConfig(objective=args.objective)
         )
@@ -69,15 +71,15 @@ def versus_fp32(model, rows, record, rounds: int) -> None:
     cfg = engines.ProbeConfig(**record["settings"])
     engine = record["engine"]
     torch.backends.quantized.engine = engine
-    with ao.quiet():
+    with backend.quiet():
         models = {"fp32": model, engine: engines.static_builder(model, rows)(engine)}
     x = rows.repeat(math.ceil(cfg.rows / rows.shape[0]), 1)[: cfg.rows].contiguous()
     medians: dict[str, list[float]] = {n: [] for n in models}
     for name, m in models.items():
-        engines.time_calls(name, m, x, cfg.warmup)
+        engines.call_seconds(name, m, x, cfg.warmup)
     for r in range(rounds):
         for name in list(models)[r % 2 :] + list(models)[: r % 2]:
-            medians[name].append(statistics.median(engines.time_calls(name, models[name], x, 20)))
+            medians[name].append(statistics.median(engines.call_seconds(name, models[name], x, 20)))
     ratios = [f / q for f, q in zip(medians["fp32"], medians[engine], strict=True)]
     mid = statistics.median(ratios)
     print(f"{engine} vs fp32 at {cfg.objective} ({cfg.rows} rows/call): {mid:.2f}x "

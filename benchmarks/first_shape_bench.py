@@ -5,8 +5,8 @@ shape: ``onednn``'s quantized Linear builds one primitive (and lays its weight o
 its first call, and every later call of another shape takes a slower path. A model timed at
 batch 1 and then at batch 512 (or the other way round) is then timed on that slower path for
 one of them, which a deployment serving one batch size never takes. The timing harness
-(``quantbench.latency``) therefore gives each batch size copies of their own; this script shows
-the size of the effect it avoids.
+(``quantbench.measure.harness``) therefore gives each batch size copies of their own; this script
+shows the size of the effect it avoids.
 
 For every int8 engine this torch offers and both int8 kinds the workflow times on it (static:
 fused Linear+ReLU, min/max calibration, as the engine probe builds it; dynamic), two fresh
@@ -30,19 +30,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantbench import ao, engines
-from quantbench.latency import time_passes
+from quantbench.measure import engines
+from quantbench.measure.harness import pass_ms
 from quantbench.models import build_model
+from quantbench.quant.ao import backend, dynamic
 
 
 def block_ms(module: nn.Module, x: torch.Tensor, calls: int) -> float:
     """Median milliseconds of ``calls`` forward passes on ``x`` (the timing job's own loop)."""
-    return statistics.median(time_passes(module, x, calls))
+    return statistics.median(pass_ms(module, x, calls))
 
 
 def dynamic_builder(model: nn.Module) -> Callable[[str], nn.Module]:
     """``build(engine)``: ``model`` quantized dynamically under the engine set by the caller."""
-    return lambda engine: ao.quantize_dynamic(model)  # a copy: ``model`` is not modified
+    return lambda engine: dynamic.quantize_dynamic(model)  # a copy: ``model`` is not modified
 
 
 @torch.inference_mode()
@@ -81,11 +82,11 @@ def main() -> None:
         "static": engines.static_builder(fp32, rows),
         "dynamic": dynamic_builder(fp32),
     }
-    for engine in ao.supported_engines():
+    for engine in backend.supported_engines():
         for kind, build in builders.items():
             torch.backends.quantized.engine = engine
             try:
-                with ao.quiet():
+                with backend.quiet():
                     model = build(engine)
             except Exception as exc:  # an engine this build offers but cannot run here
                 print(f"{engine} {kind}: not built ({type(exc).__name__})")

@@ -1,7 +1,7 @@
 """GPTQ against RTN on the default-size model: quantize time, per-layer error, checkpoint size.
 
 Trains a default-size MLP (hidden 256, 256) on the default synthetic traffic data (gaussian
-mixture data if ``quantbench.synthetic`` is missing), or loads a workflow FP32 checkpoint and
+mixture data if ``quantbench.data.synthetic`` is missing), or loads a workflow FP32 checkpoint and
 dataset, then quantizes it with ``gptq`` and ``rtn`` at 8, 4, 3 and 2 bits and prints one row
 per variant: quantize seconds (median of ``--repeats`` after one untimed warm-up), held-out
 output error of each layer, and the checkpoint file size as a share of the FP32 file.
@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from quantbench import methods, weightonly
-from quantbench.checkpoint import save_checkpoint
-from quantbench.loader import load_model
-from quantbench.methods.base import CalibrationData, QuantizedModel
 from quantbench.models import ModelSpec, resolve
+from quantbench.quant.base import CalibrationData, QuantizedModel
+from quantbench.quant.loader import load_model
+from quantbench.quant.methods import registry as methods
+from quantbench.quant.weightonly.layers import matrix_layers
+from quantbench.training.checkpoint import save_checkpoint
 
 BITS = (8, 4, 3, 2)
 TIME_TARGET_S = 2.0
@@ -50,7 +51,7 @@ class Setup:
 def _synthetic_rows(n_flows: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Features (log-compressed) and labels of the default synthetic traffic data."""
     try:
-        from quantbench.synthetic import LABEL, SyntheticConfig, generate_flows
+        from quantbench.data.synthetic import LABEL, SyntheticConfig, generate_flows
     except ImportError:
         g = np.random.default_rng(seed)
         centers = g.normal(0, 0.6, (6, 30))
@@ -108,7 +109,7 @@ def trained_setup(args: argparse.Namespace) -> Setup:
 
 
 def loaded_setup(args: argparse.Namespace) -> Setup:
-    from quantbench.dataset import load_dataset
+    from quantbench.data.dataset import load_dataset
 
     fp32 = load_model(args.checkpoint)
     ds = load_dataset(args.dataset)
@@ -172,9 +173,7 @@ def main() -> None:
 
 
 def report(setup: Setup, args: argparse.Namespace) -> None:
-    names = [
-        n for n, _ in weightonly.matrix_layers(setup.model, torch.zeros(1, setup.spec.n_features))
-    ]
+    names = [n for n, _ in matrix_layers(setup.model, torch.zeros(1, setup.spec.n_features))]
     columns = " ".join(f"{n.removeprefix('layers.'):>10}" for n in names)
     head = f"{'bits':>4} {'method':<6} {'seconds':>8} " + columns
     print("\nheld-out output error per layer (‖WX − ŴX‖²/n)\n" + head + f" {'size':>7}")

@@ -1,11 +1,12 @@
 """One Linear layer on three paths: FP32, torch's CPU int4 kernel, and dequantized 4-bit codes.
 
 For each square layer size the weight (seeded gaussian) is quantized with round-to-nearest to
-4-bit codes in groups of ``--group-size`` columns (``quantbench.grid.quantize_weight``) and run
-as ``fp32`` (``nn.Linear`` with the original weight), ``dequant`` (``nn.Linear`` with the
-dequantized weight: today's path of rtn/gptq), ``int4`` (``quantbench.int4.Int4Linear``) and
-``int4_act`` (the same codes with the columns' groups shuffled, as GPTQ's act-order leaves them:
-the cost of reordering the inputs once per call). One thread; batch 1 and ``--batch``.
+4-bit codes in groups of ``--group-size`` columns
+(``quantbench.quant.weightonly.grid.quantize_weight``) and run as ``fp32`` (``nn.Linear`` with the
+original weight), ``dequant`` (``nn.Linear`` with the dequantized weight: today's path of
+rtn/gptq), ``int4`` (``quantbench.quant.weightonly.int4.Int4Linear``) and ``int4_act`` (the same
+codes with the columns' groups shuffled, as GPTQ's act-order leaves them: the cost of reordering
+the inputs once per call). One thread; batch 1 and ``--batch``.
 
 Timing: ``--rounds`` rounds; in each, every path runs a block of calls (the order rotates per
 round) and the block's median call time is kept. Reported: the median over rounds of those
@@ -30,11 +31,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantbench import int4
-from quantbench.cpu import cpu_facts, describe
-from quantbench.grid import Grid, QuantizedWeight, quantize_weight
-from quantbench.memory import resident_weight_bytes
+from quantbench.machine.cpu import cpu_facts, describe
+from quantbench.machine.memory import resident_weight_bytes
 from quantbench.models import build_model
+from quantbench.quant.weightonly import int4
+from quantbench.quant.weightonly.grid import Grid, QuantizedWeight, quantize_weight
 
 PATHS = ("fp32", "dequant", "int4", "int4_act")
 

@@ -1,13 +1,13 @@
 """The int8 kinds on the default-size model: accuracy, checkpoint size, speed vs FP32.
 
-Data: ``quantbench.synthetic.generate_flows(SyntheticConfig())`` when that module is present
+Data: ``quantbench.data.synthetic.generate_flows(SyntheticConfig())`` when that module is present
 (else a 30-feature gaussian-mixture stand-in; the output says which), non-finite rows dropped,
 a stratified 70/15/15 split and a StandardScaler fitted on the training rows, like the
 workflow's preprocessing. The FP32 MLP ([256, 256], dropout 0.1) is trained with
-``quantbench.train.train_fp32`` and the workflow's default training settings; then
+``quantbench.training.train.train_fp32`` and the workflow's default training settings; then
 ``ptq_dynamic``, ``ptq_static`` and ``qat`` run with their default parameters. Timing uses the
-workflow's harness (``quantbench.latency``) with one thread, FP32 and int8 models interleaved
-over ``--rounds`` rounds, best round kept.
+workflow's harness (``quantbench.measure.harness``) with one thread, FP32 and int8 models
+interleaved over ``--rounds`` rounds, best round kept.
 
 Usage: python benchmarks/int8_bench.py [--n-flows N] [--seed S] [--rounds R] [--sweep]
 ``--sweep`` adds variants (other observers, per-tensor weights) to see what each choice costs.
@@ -28,13 +28,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from quantbench import ao, methods
-from quantbench.checkpoint import save_checkpoint
-from quantbench.dataset import Dataset
-from quantbench.latency import TimingConfig, measure_latency, measure_throughput, set_threads
-from quantbench.methods.base import CalibrationData
+from quantbench.data.dataset import Dataset
+from quantbench.measure.harness import (
+    TimingConfig,
+    measure_latency,
+    measure_throughput,
+    set_threads,
+)
 from quantbench.models import resolve
-from quantbench.train import TrainConfig, train_fp32
+from quantbench.quant.ao import backend
+from quantbench.quant.base import CalibrationData
+from quantbench.quant.methods import registry as methods
+from quantbench.training.checkpoint import save_checkpoint
+from quantbench.training.train import TrainConfig, train_fp32
 
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "ptq_dynamic": {"kind": "ptq_dynamic"},
@@ -54,7 +60,7 @@ SWEEP_VARIANTS: dict[str, dict[str, Any]] = {
 def load_flows(n_flows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """(features, labels, feature names, description of the source)."""
     try:
-        from quantbench.synthetic import LABEL, SyntheticConfig, generate_flows
+        from quantbench.data.synthetic import LABEL, SyntheticConfig, generate_flows
     except ImportError:
         return (*gaussian_stand_in(n_flows or 24000, seed), "gaussian-mixture stand-in")
     cfg = SyntheticConfig(seed=seed) if n_flows is None else SyntheticConfig(n_flows, seed=seed)
@@ -114,7 +120,7 @@ def checkpoint_bytes(folder: Path, name: str, kind: str, params: dict, state: di
 
 
 def quantize_all(model: nn.Module, calib: CalibrationData, variants: dict) -> dict[str, Any]:
-    engine = ao.select_engine("auto")
+    engine = backend.select_engine("auto")
     results = {}
     for name, variant in variants.items():
         params = methods.make_params(variant["kind"], {**variant, "engine": engine})
@@ -183,7 +189,7 @@ def main() -> None:
     ds, source = make_dataset(args.n_flows, args.seed)
     print(f"data: {source}\n  rows train/val/test {len(ds.y_train)}/{len(ds.y_val)}/"
           f"{len(ds.y_test)}, {ds.n_features} features, {ds.n_classes} classes")  # fmt: skip
-    print(f"torch {torch.__version__}, engine {ao.select_engine('auto')}, 1 thread")
+    print(f"torch {torch.__version__}, engine {backend.select_engine('auto')}, 1 thread")
     model_cfg = resolve(
         {"arch": "mlp", "hidden": [256, 256], "dropout": 0.1}, ds.n_features, ds.n_classes
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantbench.data import DataConfig
+from quantbench.data.settings import DataConfig
 
 TARGET_SECONDS = 60.0
 TARGET_MEMORY_RATIO = 2.0
@@ -33,7 +33,8 @@ POOL_ROWS = 20_000  # distinct rows; the file repeats them in a seeded random or
 
 CHILD = """
 import sys, json
-from quantbench.data import DataConfig, run_preprocess
+from quantbench.data.preprocess import run_preprocess
+from quantbench.data.settings import DataConfig
 raw, out, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 run_preprocess(raw, DataConfig(label_column="Label", chunk_rows=chunk), 0,
                f"{out}/dataset.npz", f"{out}/preprocessor.joblib", f"{out}/data_card.json")

@@ -15,7 +15,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from quantbench.synthetic import LABEL, SyntheticConfig, generate_flows
+from quantbench.data.synthetic import LABEL, SyntheticConfig, generate_flows
 
 
 def main() -> None:

@@ -3,13 +3,13 @@
 Usage: python benchmarks/timing_noise.py RESULTS_DIR [--jobs 10] [--methods gptq_w4 rtn_w4 ...]
        [--model mlp] [--replicate seed42] [--set rounds=40 ...]
 
-Runs the time step (``quantbench.latency.run_timing``, exactly as the workflow does) --jobs times
-for every method and for FP32 against a second copy of itself (``fp32``, an A/A test: any
-interval excluding 1 there is noise), one job after another, each in its own process, with the
-``evaluate`` settings of config.yaml (``--set key=value`` overrides one; ``--keep DIR`` keeps
-every timing JSON). Checkpoints are read
-from RESULTS_DIR in the replicate layout (models/<model>/<replicate>/<method>.pt,
-data/<replicate>/dataset.npz) or the flat one (models/<method>.pt, data/dataset.npz).
+Runs the time step (``quantbench.measure.timing.run_timing``, exactly as the workflow does)
+--jobs times for every method and for FP32 against a second copy of itself (``fp32``, an A/A
+test: any interval excluding 1 there is noise), one job after another, each in its own process,
+with the ``evaluate`` settings of config.yaml (``--set key=value`` overrides one; ``--keep DIR``
+keeps every timing JSON). Checkpoints are read from RESULTS_DIR in the replicate layout
+(models/<model>/<replicate>/<method>.pt, data/<replicate>/dataset.npz) or the flat one
+(models/<method>.pt, data/dataset.npz).
 
 Per method and batch size it prints the speed-up computed as the summary does (per-round ratio
 of medians, geometric mean, bootstrap interval of the mean log ratio over rounds, with the
@@ -35,11 +35,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from quantbench.report import stats  # noqa: E402
+from quantbench.report import order, stats  # noqa: E402
 
 CHILD = """
 import json, sys, time
-from quantbench.latency import run_timing
+from quantbench.measure.timing import run_timing
 args = json.loads(sys.argv[1])
 t0, c0 = time.perf_counter(), time.process_time()
 run_timing(**args)
@@ -64,11 +64,11 @@ def paths(results: Path, model: str, replicate: str, method: str) -> dict[str, s
 
 
 def speedup(rounds: list[dict], key: str, cfg: stats.ReportConfig) -> stats.Interval:
-    """The summary's own figure (quantbench.report.stats) for one timing job."""
-    ratios = stats.round_ratios(
+    """The summary's own figure (quantbench.report.order) for one timing job."""
+    ratios = order.round_ratios(
         [r["reference"][key] for r in rounds], [r["candidate"][key] for r in rounds]
     )
-    return stats.speedup_interval(ratios, cfg)
+    return order.speedup_interval(ratios, cfg)
 
 
 def time_once(args: dict, out: Path) -> dict:
@@ -94,7 +94,7 @@ def report(method: str, runs: list[dict], cfg: stats.ReportConfig) -> None:
     for key, label in (("latency_ms", "batch 1"), ("pass_ms", f"batch {batch}")):
         cis = [speedup(r["doc"]["rounds"], key, cfg) for r in runs]
         half = [100 * (iv.hi - iv.lo) / 2 / iv.estimate for iv in cis]
-        sides = [stats.speed_direction(iv, cfg.speed_noise) for iv in cis]
+        sides = [order.speed_direction(iv, cfg.speed_noise) for iv in cis]
         print(
             f"{method:12s} {label:9s} speed-up {spread([iv.estimate for iv in cis])}; "
             f"half-width median {np.median(half):.1f} %, max {max(half):.1f} %; "

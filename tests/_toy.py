@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from quantbench import ao
-from quantbench.checkpoint import save_checkpoint
-from quantbench.loader import load_model
-from quantbench.methods.base import CalibrationData
 from quantbench.models import ModelSpec, resolve
+from quantbench.quant.ao import backend
+from quantbench.quant.base import CalibrationData
+from quantbench.quant.loader import load_model
+from quantbench.training.checkpoint import save_checkpoint
 
 FEATURES = 30
 CLASSES = 3
@@ -139,7 +139,7 @@ def checkpoint_roundtrip(
     """Save ``state`` as a checkpoint; (module rebuilt by load_model, raw weights-only load)."""
     path = tmp_path / f"{kind}.pt"
     save_checkpoint(path, checkpoint_meta(kind, params, spec), state)
-    with ao.quiet():  # quantized tensors load through TypedStorage, deprecated upstream
+    with backend.quiet():  # quantized tensors load through TypedStorage, deprecated upstream
         raw = torch.load(path, map_location="cpu", weights_only=True)
     return load_model(path).module, raw
 

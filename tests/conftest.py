@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quantbench.dataset import Dataset, save_dataset
+from quantbench.data.dataset import Dataset, save_dataset
 
 
 def make_toy_dataset(n: int = 900, features: int = 10, seed: int = 0) -> Dataset:

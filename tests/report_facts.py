@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from quantbench.files import write_json
+from quantbench.core.files import write_json
 
 CLASSES = ["video", "voip", "web"]
 LAYERS = ["net.0", "net.3", "net.6"]
@@ -91,7 +91,7 @@ def method_predictions(
 
 
 def coverage(m: Method) -> dict[str, Any]:
-    """A coverage record (quantbench.coverage.report's layout): the int8 kinds leave the head
+    """A coverage record (quantbench.quant.coverage.report's layout): the int8 kinds leave the head
     FP32 here, the weight-only kinds quantize every layer."""
     params, macs = [1000, 4000, 300], [960, 3968, 288]
     keep = 2 if m.kind.startswith(("ptq", "qat")) else None

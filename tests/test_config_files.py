@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from quantbench.config import ConfigError, apply_config_files, resolve_config
+from quantbench.core.config import ConfigError, apply_config_files, resolve_config
 from tests.workflow_helpers import copy_workflow, planned_jobs, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]

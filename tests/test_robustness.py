@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 import yaml
 
-from quantbench.files import write_text
-from quantbench.loader import load_model
+from quantbench.core.files import write_text
+from quantbench.quant.loader import load_model
 from tests.workflow_helpers import (
     SNAKEMAKE,
     copy_workflow,
@@ -301,7 +301,7 @@ def interrupted_change(reference, tmp_path_factory) -> InterruptedChange:
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from quantbench.files import atomic_path
+    from quantbench.core.files import atomic_path
     with atomic_path(sys.argv[1]) as tmp:
         tmp.write_text("half")
         print(tmp, flush=True)
@@ -312,8 +312,8 @@ WRITER = textwrap.dedent(
 STEP = textwrap.dedent(
     """
     import sys, time
-    from quantbench.files import atomic_path
-    from quantbench.logs import run_step
+    from quantbench.core.files import atomic_path
+    from quantbench.core.logs import run_step
 
     def main():
         with atomic_path(sys.argv[2]) as tmp:
@@ -326,10 +326,13 @@ STEP = textwrap.dedent(
 )
 
 
+SRC = Path(__file__).resolve().parents[1] / "src"  # this checkout's library
+
+
 def start_writer(*args: Path, script: str = WRITER) -> tuple[subprocess.Popen, Path]:
     """A process stopped halfway through writing; returns it and its temporary path."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, text=True, cwd=SRC
     )
     tmp = Path(proc.stdout.readline().strip())
     assert tmp.is_file(), "the writer did not start"

@@ -22,7 +22,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from quantbench.config import replicate_name, replicate_seeds
+from quantbench.core.config import replicate_name, replicate_seeds
 from tests.workflow_helpers import SNAKEMAKE, copy_workflow, pin_engine, run_ok
 
 pytestmark = pytest.mark.slurm

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench import ao, weightonly
-from quantbench.checkpoint import read_checkpoint
-from quantbench.kernels import INT4_OP
+from quantbench.machine.kernels import INT4_OP
+from quantbench.quant.ao import backend
+from quantbench.quant.weightonly.params import EXEC_INT4
+from quantbench.training.checkpoint import read_checkpoint
 from tests.workflow_helpers import (
     TINY,
     append_comment,
@@ -202,13 +203,13 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("methods/rtn.py", method_jobs("rtn_w4")),
-        ("methods/gptq.py", method_jobs("gptq_w4")),
+        ("quant/methods/rtn.py", method_jobs("rtn_w4")),
+        ("quant/methods/gptq.py", method_jobs("gptq_w4")),
         ("report/stats.py", {"summarize": 1}),
-        ("evaluate.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
-        ("latency.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
+        ("measure/score.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
+        ("measure/timing.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
-            "kernels.py",  # also named by int4.py, which the weight-only kinds build with
+            "machine/kernels.py",  # also named by int4.py, which the weight-only kinds build with
             {
                 **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
                 **jobs("score", [MODEL], REPS, VARIANTS),
@@ -216,9 +217,12 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
                 "summarize": 1,
             },
         ),
-        ("engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
-        ("int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
+        ("measure/engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        # the probe builds each engine's model with FX; its new record reruns the int8 jobs
+        ("quant/ao/fx.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("quant/ao/qconfigs.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("measure/probe.py", {**PROBE, **method_jobs("ptq_dynamic")}),
+        ("quant/weightonly/int4.py", {**method_jobs("rtn_w4"), **method_jobs("gptq_w4")}),
     ],
 )
 def test_editing_a_library_module_reruns_exactly_its_users(copy_of_done, module, expected):
@@ -522,14 +526,14 @@ def test_group_size_not_fitting_custom_code_stops_its_quantize_job_with_one_line
 def test_the_probe_measured_every_engine_and_the_int8_model_runs_its_pick(done):
     record = read(done, f"engine/{MODEL}.json")
     assert (record["requested"], record["probed"]) == ("auto", True)
-    assert set(record["engines"]) == set(ao.supported_engines())
+    assert set(record["engines"]) == set(backend.supported_engines())
     ok = [e for e, v in record["engines"].items() if v["status"] == "ok"]
     assert record["engine"] in ok and record["fastest"] in ok
     assert record["settings"]["objective"] == "throughput"
     assert record["settings"]["batch_size"] == 64  # evaluate.batch_size of the tiny config
     assert len(record["round_orders"]) == record["settings"]["rounds"]
     for rep in REPS:
-        with ao.quiet():
+        with backend.quiet():
             ckpt = read_checkpoint(done / "results" / "models" / MODEL / rep / "ptq_dynamic.pt")
         assert ckpt["engine"] == ckpt["params"]["engine"] == record["engine"]
         assert quality(done, rep, "ptq_dynamic")["engine"] == record["engine"]
@@ -565,7 +569,7 @@ def test_memory_and_cpu_facts_reach_the_metrics_and_the_summary(done):
 
 def test_changing_the_engine_setting_reruns_the_probe_and_the_int8_jobs(copy_of_done):
     edit_config(
-        copy_of_done, lambda c: c.update(quantization={"engine": ao.supported_engines()[0]})
+        copy_of_done, lambda c: c.update(quantization={"engine": backend.supported_engines()[0]})
     )
     assert planned_jobs(copy_of_done) == {**PROBE, **method_jobs("ptq_dynamic")}
 
@@ -586,8 +590,8 @@ INT4_METHODS = {
 
 def _named_engine() -> str:
     """An engine this torch offers other than the default pick, so that naming it shows."""
-    default = ao.select_engine("auto")
-    return next((e for e in ao.supported_engines() if e != default), default)
+    default = backend.select_engine("auto")
+    return next((e for e in backend.supported_engines() if e != default), default)
 
 
 @pytest.fixture(scope="module")
@@ -604,12 +608,34 @@ def int4_done(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture
+def copy_of_int4(int4_done, tmp_path) -> Path:
+    dest = tmp_path / "int4"
+    shutil.copytree(int4_done, dest, symlinks=True)
+    return dest
+
+
+def test_editing_the_fx_code_reruns_the_static_kinds_and_nothing_else(copy_of_int4):
+    """A named engine: no probe code runs, so FX (ptq_static and qat only) reruns ptq_static's
+    jobs, not the weight-only ones (rtn_w8_int8 on the int8 engine included)."""
+    append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "fx.py")
+    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"])
+
+
+def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_int4):
+    append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "dynamic.py")
+    # the weight-only kinds build any execution path from one module, so all of them rerun
+    weight_only = [m for m in INT4_METHODS if m != "ptq_static"]
+    expected = {k: v for m in weight_only for k, v in method_jobs(m, ["seed7"]).items()}
+    assert planned_jobs(copy_of_int4) == expected
+
+
 def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_done):
     engine = _named_engine()
     record = read(int4_done, f"engine/{MODEL}.json")
     assert (record["engine"], record["requested"], record["probed"]) == (engine, engine, False)
     assert record["engines"] == {}
-    with ao.quiet():
+    with backend.quiet():
         ckpt = read_checkpoint(int4_done / "results" / "models" / MODEL / "seed7" / "ptq_static.pt")
     assert ckpt["engine"] == engine
     assert quality(int4_done, "seed7", "ptq_static")["engine"] == engine
@@ -619,7 +645,7 @@ def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_do
 
 def test_weight_only_codes_on_the_int8_path_run_on_the_runs_engine(int4_done):
     engine = _named_engine()
-    with ao.quiet():
+    with backend.quiet():
         ckpt = read_checkpoint(
             int4_done / "results" / "models" / MODEL / "seed7" / "rtn_w8_int8.pt"
         )
@@ -633,7 +659,7 @@ def test_weight_only_codes_on_the_int8_path_run_on_the_runs_engine(int4_done):
 def test_int4_methods_are_scored_and_timed_on_the_int4_kernel(int4_done):
     for method in ("rtn_w4_int4", "gptq_w4_int4"):
         q = quality(int4_done, "seed7", method)
-        assert q["kernels"] == [INT4_OP] and q["execution"] == weightonly.EXEC_INT4
+        assert q["kernels"] == [INT4_OP] and q["execution"] == EXEC_INT4
         t = read(int4_done, f"timing/{MODEL}/{method}.json")
         assert t["candidate"]["kernels"] == [INT4_OP]
         assert read(int4_done, f"metrics/{MODEL}/{method}.json")["kernels"] == [INT4_OP]

@@ -48,11 +48,11 @@ def pin_engine(workdir: Path, engine: str | None = None) -> Path:
     differ between two runs on a shared machine, and with it the int8 checkpoints."""
     import yaml
 
-    from quantbench import ao
+    from quantbench.quant.ao import backend
 
     path = workdir / TINY
     cfg = yaml.safe_load(path.read_text())
-    cfg.setdefault("quantization", {})["engine"] = engine or ao.select_engine("auto")
+    cfg.setdefault("quantization", {})["engine"] = engine or backend.select_engine("auto")
     path.write_text(yaml.safe_dump(cfg))
     return workdir
 

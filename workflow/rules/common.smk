@@ -6,7 +6,7 @@ from pathlib import Path
 
 # The library lives in src/; the workflow needs it at parse time only for config checking.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from quantbench.config import (
+from quantbench.core.config import (
     ConfigError,
     apply_config_files,
     method_params,
@@ -19,7 +19,7 @@ from quantbench.config import (
     uses_gpu,
     uses_int8_engine,
 )
-from quantbench.deps import closure, kind_file
+from quantbench.core.deps import closure, kind_file
 
 
 report: "../report/workflow.rst"
@@ -69,7 +69,7 @@ def lib(*entries):
     """Library files that a job runs: the entry modules and all they import (read from the
     source, since Snakemake does not track what scripts import), relative to the working
     directory so that a moved checkout keeps its results fresh."""
-    return [os.path.relpath(LIB / f) for f in closure("logs.py", *entries)]
+    return [os.path.relpath(LIB / f) for f in closure("core/logs.py", *entries)]
 
 
 def schema(name):
@@ -95,7 +95,7 @@ def get_train_input(wildcards):
     reruns that model's jobs only."""
     inputs = {
         "dataset": f"results/data/{wildcards.rep}/dataset.npz",
-        "lib": lib("train.py"),
+        "lib": lib("training/train.py"),
     }
     path = model_file(config, wildcards.model)
     if path is not None:
@@ -105,7 +105,7 @@ def get_train_input(wildcards):
 
 def csv_files():
     """The user's data files (a file, a folder or a glob), sorted; an error if none exists."""
-    from quantbench.tabular import data_files
+    from quantbench.data.tabular import data_files
 
     try:
         return [str(f) for f in data_files(config["data"])]
@@ -140,19 +140,22 @@ def engine_files():
 
 
 def get_probe_engine_input(wildcards):
-    """The first replicate's FP32 model and data, unless the config names its engine."""
-    inputs = {"lib": lib("probe.py")}
-    if config["quantization"]["engine"] == "auto":
-        inputs["fp32"] = checkpoint(wildcards.model, TIMED_REP, "fp32")
-        inputs["dataset"] = f"results/data/{TIMED_REP}/dataset.npz"
-    return inputs
+    """The first replicate's FP32 model, data and the probe's code, unless the config names its
+    engine (then the job only records it, and runs none of the probe's code)."""
+    if config["quantization"]["engine"] != "auto":
+        return {"lib": lib("measure/engine_record.py")}
+    return {
+        "lib": lib("measure/probe.py"),
+        "fp32": checkpoint(wildcards.model, TIMED_REP, "fp32"),
+        "dataset": f"results/data/{TIMED_REP}/dataset.npz",
+    }
 
 
 def get_quantize_input(wildcards):
     inputs = {
         "fp32": checkpoint(wildcards.model, wildcards.rep, "fp32"),
         "dataset": f"results/data/{wildcards.rep}/dataset.npz",
-        "lib": lib("quantize.py", kind_file(kind_of(wildcards.method))),
+        "lib": lib("quant/quantize.py", kind_file(kind_of(wildcards.method))),
     }
     if on_int8_engine(wildcards.method):
         inputs["engine"] = engine_file(wildcards.model)
@@ -164,7 +167,7 @@ def get_score_input(wildcards):
     inputs = {
         "checkpoint": checkpoint(wildcards.model, wildcards.rep, method),
         "dataset": f"results/data/{wildcards.rep}/dataset.npz",
-        "lib": lib("evaluate.py"),
+        "lib": lib("measure/score.py"),
     }
     if method == "fp32":
         inputs["info"] = (
@@ -174,7 +177,7 @@ def get_score_input(wildcards):
         inputs["info"] = (
             f"results/models/{wildcards.model}/{wildcards.rep}/{method}.info.json"
         )
-        inputs["lib"] = lib("evaluate.py", kind_file(kind_of(method)))
+        inputs["lib"] = lib("measure/score.py", kind_file(kind_of(method)))
     return inputs
 
 
@@ -185,7 +188,7 @@ def get_time_input(wildcards):
         "candidate": checkpoint(model, TIMED_REP, method),
         "info": f"results/models/{model}/{TIMED_REP}/{method}.info.json",
         "dataset": f"results/data/{TIMED_REP}/dataset.npz",
-        "lib": lib("latency.py", kind_file(kind_of(method))),
+        "lib": lib("measure/timing.py", kind_file(kind_of(method))),
     }
 
 

@@ -1,6 +1,6 @@
 rule generate_traffic:
     input:
-        lib=lib("synthetic.py"),
+        lib=lib("data/synthetic.py"),
     output:
         "results/data/raw.csv",
     log:
@@ -19,7 +19,7 @@ rule generate_traffic:
 rule preprocess:
     input:
         raw=get_preprocess_input(),
-        lib=lib("data.py"),
+        lib=lib("data/preprocess.py"),
     output:
         dataset="results/data/{rep}/dataset.npz",
         preprocessor="results/data/{rep}/preprocessor.joblib",

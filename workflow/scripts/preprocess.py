@@ -4,11 +4,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
-from quantbench.logs import run_step
+from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.data import data_config_from_mapping, run_preprocess
+    from quantbench.data.preprocess import run_preprocess
+    from quantbench.data.settings import data_config_from_mapping
 
     run_preprocess(
         list(snakemake.input.raw),

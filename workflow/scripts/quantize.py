@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
-from quantbench.logs import run_step
+from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.quantize import run_quantization
+    from quantbench.quant.quantize import run_quantization
 
     run_quantization(
         method=snakemake.wildcards.method,

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
-from quantbench.logs import run_step
+from quantbench.core.logs import run_step
 
 
 def main() -> None:

@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
-from quantbench.logs import run_step
+from quantbench.core.logs import run_step
 
 
 def main() -> None:
-    from quantbench.latency import run_timing
+    from quantbench.measure.timing import run_timing
 
     run_timing(
         reference_path=snakemake.input.reference,

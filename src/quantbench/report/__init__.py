@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quantbench.files import write_json, write_text
+from quantbench.core.files import write_json, write_text
 from quantbench.report.facts import load_facts
 from quantbench.report.metrics import Metrics, build_records, throughput_batch, validate_records
 from quantbench.report.plots import PLOT_NAMES, write_plots

@@ -3,7 +3,8 @@
 Built from the facts (quality and timing JSON) only; written to ``{metrics_dir}/{model}/
 {method}.json`` and checked against ``workflow/schemas/metrics.schema.json``, which documents
 every field. Quality figures come from scikit-learn on labels and predictions; intervals,
-paired differences, McNemar tests and speed-ups from ``quantbench.report.stats``.
+paired differences and McNemar tests from ``quality``, ``replicates`` and ``stats``, speed-ups
+from ``order``.
 """
 
 from __future__ import annotations
@@ -14,27 +15,21 @@ from typing import Any
 import numpy as np
 
 from quantbench.report.facts import REFERENCE, ModelFacts, Scored, Timed, load_schema, validate
-from quantbench.report.stats import (
-    Interval,
-    ReportConfig,
+from quantbench.report.order import round_ratios, speedup_interval
+from quantbench.report.pareto import add_pareto
+from quantbench.report.quality import (
     accuracy_difference,
     accuracy_interval,
-    direction,
-    dominates,
-    every_replicate_direction,
-    interval_order,
     macro_f1_difference,
     macro_f1_interval,
-    mcnemar,
-    pareto_front,
-    round_ratios,
-    speedup_interval,
 )
+from quantbench.report.replicates import replicate_evidence
+from quantbench.report.stats import ReportConfig, mcnemar
 from quantbench.report.wording import REFERENCE as REFERENCE_WORD
 from quantbench.report.wording import accuracy_verdict, speed_verdict
 
 Metrics = dict[str, Any]
-FORMAT, VERSION = "quantbench-metrics", 3
+FORMAT, VERSION = "quantbench-metrics", 4
 _INFO_KEYS = ("layer_error", "calibration_rows", "quantize_seconds", "history")
 _SPEEDUPS = (("batch_1", "latency_ms"), ("batch_n", "pass_ms"))
 
@@ -100,11 +95,12 @@ def vs_reference(
     runs, refs = facts.scored(method), facts.scored(REFERENCE)
     ref_ok, run_ok = [r.correct for r in refs], [s.correct for s in runs]
     tests = [mcnemar([r], [s]) for r, s in zip(ref_ok, run_ok, strict=True)]
-    for entry, test in zip(reps, tests, strict=True):
-        entry["vs_fp32"]["mcnemar"] = test.to_json()
     acc = accuracy_difference(ref_ok, run_ok, cfg.confidence)
-    every = every_replicate_direction(tests, cfg.confidence)
-    per_rep = [e["vs_fp32"]["accuracy_diff_pt"] for e in reps]
+    evidence = replicate_evidence(
+        tests, [e["vs_fp32"]["accuracy_diff_pt"] for e in reps], cfg.confidence
+    )
+    for entry, test, p, sign in zip(reps, tests, evidence.p_holm, evidence.signs, strict=True):
+        entry["vs_fp32"]["mcnemar"] = {**test.to_json(), "p_holm": p, "direction": sign}
     f1 = macro_f1_difference(
         [e["vs_fp32"]["macro_f1_diff_pt"] for e in reps],
         [s.labels for s in runs],
@@ -116,9 +112,9 @@ def vs_reference(
     return {
         "accuracy_diff_pt": {
             **acc.to_json(),
-            "verdict": accuracy_verdict(acc, every_replicate=every, per_replicate_pt=per_rep),
+            "verdict": accuracy_verdict(acc, evidence=evidence),
         },
-        "every_replicate": every,
+        "replicates": evidence.to_json(),
         "accuracy_drop_upper_pt": -acc.lo,
         "macro_f1_diff_pt": f1.to_json(),
         "mcnemar": mcnemar(ref_ok, run_ok).to_json(),
@@ -217,7 +213,7 @@ def speedups(t: Timed, cfg: ReportConfig) -> dict[str, Any]:
             "batch": batch,
             "round_ratios": ratios.tolist(),
             "noise": cfg.speed_noise,
-            "verdict": speed_verdict(iv, cfg.speed_noise),
+            "verdict": speed_verdict(iv, cfg.speed_noise, rounds=ratios.tolist()),
         }
     return out
 
@@ -327,34 +323,6 @@ def method_record(facts: ModelFacts, method: str, cfg: ReportConfig, figs: Figur
         **timing_block(facts, method, cfg),
         "pareto": None,
     }
-
-
-def _speed(record: Metrics) -> Interval:
-    s = record["speedup"]["batch_1"]
-    return Interval(s["estimate"], s["ci"][0], s["ci"][1], s["method"])
-
-
-def add_pareto(facts: ModelFacts, records: Sequence[Metrics], cfg: ReportConfig) -> None:
-    """Mark the accuracy vs batch-1 latency Pareto front, with intervals (see stats.dominates).
-
-    Accuracy: the paired difference between the two methods over the same replicates and rows;
-    latency: the two batch-1 speed-up intervals vs FP32 do not overlap.
-    """
-    if any(r["speedup"] is None for r in records):
-        return  # a model without timing (FP32 alone) has no latency axis
-    n = len(records)
-    correct = [[s.correct for s in facts.scored(r["method"])] for r in records]
-    acc = [[0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            diff = accuracy_difference(correct[j], correct[i], cfg.confidence)  # i - j
-            acc[i][j], acc[j][i] = direction(diff, 0.0), -direction(diff, 0.0)
-    speeds = [_speed(r) for r in records]
-    speed = [[interval_order(a, b) if a is not b else 0 for b in speeds] for a in speeds]
-    front = set(pareto_front(acc, speed))
-    for i, r in enumerate(records):
-        beaten_by = [records[j]["method"] for j in range(n) if dominates(acc[j][i], speed[j][i])]
-        r["pareto"] = {"on_front": i in front, "dominated_by": beaten_by}
 
 
 def build_records(facts: ModelFacts, cfg: ReportConfig) -> list[Metrics]:

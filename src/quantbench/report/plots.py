@@ -1,9 +1,11 @@
 """The report's plots, every one drawn from the metrics records (PNG and SVG each).
 
 Accuracy carries its confidence interval as an error bar wherever it is drawn, and so does every
-speed-up; sizes are exact. The Pareto front is the one marked in the records (see
-``metrics.add_pareto``): a method is on it when no other is measurably better on one axis and not
-measurably worse on the other.
+speed-up; sizes are exact. A method whose verdict comes from its replicates' own tests (they
+overrule the interval of the mean, see ``replicates``) is ringed, with each replicate's figure as
+a small point beside its bar; ``accuracy_diff`` shows every replicate's Δ that way. The Pareto
+front is the one marked in the records (see ``metrics.add_pareto``): a method is on it when no
+other is measurably better on one axis and not measurably worse on the other.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from quantbench.report.plotting import (
     segment_box,
     use_log,
 )
-from quantbench.report.wording import NO_CHANGE
+from quantbench.report.wording import INCONSISTENT, NO_CHANGE, from_replicates
+
+# Replicate points sit this many points beside the bar of the mean.
+_BESIDE_PT = 7.0
+_RING = {"s": 230, "facecolors": "none", "edgecolors": "C3", "linestyles": "--", "lw": 1.1}
 
 PLOT_NAMES = (
     "accuracy_vs_size",
@@ -39,6 +45,38 @@ PLOT_NAMES = (
     "layer_error",
     "accuracy_diff",
 )
+
+
+def overruled(r: Metrics) -> bool:
+    """Whether the record's accuracy verdict comes from its replicates, not the interval."""
+    return r["vs_fp32"] is not None and from_replicates(r["vs_fp32"]["accuracy_diff_pt"]["verdict"])
+
+
+def _beside(ax: Any) -> Any:
+    """Data coordinates shifted right by _BESIDE_PT points (any axis scale)."""
+    from matplotlib.transforms import offset_copy
+
+    return offset_copy(ax.transData, fig=ax.figure, x=_BESIDE_PT, units="points")
+
+
+def _mark_overruled(ax: Any, records: Sequence[Metrics], xs: Sequence[float]) -> list:
+    """Ring each overruled method and show its replicates' accuracies beside its bar; the
+    legend handles for both (none when no method is overruled)."""
+    from matplotlib.lines import Line2D
+
+    marked = [(r, x) for r, x in zip(records, xs, strict=True) if overruled(r)]
+    for r, x in marked:
+        ax.scatter([x], [r["accuracy"]["estimate"]], zorder=2, **_RING)
+        reps = [e["accuracy"] for e in r["replicates"]]
+        ax.scatter([x] * len(reps), reps, s=14, marker="o", facecolors="none",
+                   edgecolors="C3", lw=0.8, zorder=3, transform=_beside(ax))  # fmt: skip
+    if not marked:
+        return []
+    ring = Line2D([], [], ls="", marker="o", mfc="none", mec="C3", markersize=11,
+                  label="verdict from the replicates")  # fmt: skip
+    dot = Line2D([], [], ls="", marker="o", mfc="none", mec="C3", markersize=4,
+                 label="one replicate")  # fmt: skip
+    return [ring, dot]
 
 
 def _scatter(ax: Any, records: Sequence[Metrics], xs: Sequence[float], xerr: Any) -> None:
@@ -69,11 +107,19 @@ def _scatter(ax: Any, records: Sequence[Metrics], xs: Sequence[float], xerr: Any
 
 
 def _bar_boxes(ax: Any, records: Sequence[Metrics], xs: Sequence[float], xerr: Any) -> list:
-    """Display boxes along every error bar, for the labels to keep clear of."""
+    """Display boxes along every error bar, ring and replicate point, for labels to keep clear
+    of."""
     boxes = []
+    shift = _BESIDE_PT * ax.figure.dpi / 72
     for i, (r, x) in enumerate(zip(records, xs, strict=True)):
         lo, hi = r["accuracy"]["ci"]
         boxes.append(segment_box(ax, (x, lo), (x, hi)))
+        if overruled(r):
+            y = r["accuracy"]["estimate"]
+            boxes.append(segment_box(ax, (x, y), (x, y), pad_pt=8))
+            reps = [e["accuracy"] for e in r["replicates"]]
+            box = segment_box(ax, (x, min(reps)), (x, max(reps)), pad_pt=3)
+            boxes.append(box.translated(shift, 0))
         if xerr is not None:
             y = r["accuracy"]["estimate"]
             boxes.append(segment_box(ax, (x - xerr[i][0], y), (x + xerr[i][1], y)))
@@ -85,9 +131,10 @@ def plot_accuracy_vs_size(records: Sequence[Metrics], plot_dir: str, multi: bool
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     xs = [r["size_kb"] for r in records]
     _scatter(ax, records, xs, None)
+    marks = _mark_overruled(ax, records, xs)
     ax.set_xlabel("checkpoint size on disk (KB" + (", log scale)" if use_log(xs) else ")"))
     ax.set_title("Accuracy vs checkpoint size (upper left is better)")
-    kind_legend(ax, kind_styles(records))
+    kind_legend(ax, kind_styles(records), marks)
     freeze_layout(fig)
     ys = [r["accuracy"]["estimate"] for r in records]
     avoid = _bar_boxes(ax, records, xs, None)
@@ -121,6 +168,7 @@ def plot_accuracy_vs_latency(records: Sequence[Metrics], plot_dir: str, multi: b
     xs = [r["speedup"]["batch_1"]["estimate"] for r in timed]
     xerr = [errors(r["speedup"]["batch_1"]) for r in timed]
     _scatter(ax, timed, xs, xerr)
+    marks = _mark_overruled(ax, timed, xs)
     ax.axvline(1.0, color="0.6", lw=0.8, zorder=1)
     lines = _front_line(ax, timed)
     ax.set_xlabel(
@@ -131,7 +179,7 @@ def plot_accuracy_vs_latency(records: Sequence[Metrics], plot_dir: str, multi: b
     front = Line2D(
         [], [], color="0.3", ls="--", marker="o", mfc="none", markersize=10, label="Pareto front"
     )
-    kind_legend(ax, kind_styles(timed), [front])
+    kind_legend(ax, kind_styles(timed), [front, *marks])
     freeze_layout(fig)
     avoid = _bar_boxes(ax, timed, xs, xerr)
     for fx, fy in lines:
@@ -146,29 +194,65 @@ def plot_accuracy_vs_latency(records: Sequence[Metrics], plot_dir: str, multi: b
 # Paired accuracy difference
 
 
+_DIRECTION_COLORS = {-1: "C3", 0: "0.45", 1: "C2"}
+
+
 def _verdict_color(verdict: str) -> str:
     if verdict == NO_CHANGE:
         return "0.45"
+    if verdict.startswith(INCONSISTENT):
+        return "C1"
     return "C3" if verdict.startswith("worse") else "C2"
 
 
+def _replicate_points(ax: Any, y: float, r: Metrics) -> None:
+    """Each replicate's Δ just below the row's bar: filled where the replicate is significantly
+    worse (red) or better (green) on its own, hollow grey where it is not."""
+    for e in r["replicates"]:
+        vs = e["vs_fp32"]
+        sign = vs["mcnemar"]["direction"]
+        color = _DIRECTION_COLORS[sign]
+        ax.scatter([vs["accuracy_diff_pt"]], [y + 0.3], s=16, marker="o", edgecolors=color,
+                   facecolors=color if sign else "none", lw=0.8, zorder=3)  # fmt: skip
+
+
+def _diff_legend(fig: Any, any_overruled: bool) -> None:
+    from matplotlib.lines import Line2D
+
+    def dot(face: str, edge: str, size: float, label: str) -> Any:
+        return Line2D([], [], ls="", marker="o", mfc=face, mec=edge, markersize=size, label=label)
+
+    handles = [
+        dot("C3", "C3", 4, "replicate significantly worse on its own (exact McNemar, Holm)"),
+        dot("C2", "C2", 4, "replicate significantly better"),
+        dot("none", "0.45", 4, "replicate not significant"),
+    ]
+    if any_overruled:
+        handles.append(dot("white", "C3", 6, "mean whose interval the replicates overrule"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+
+
 def plot_accuracy_diff(records: Sequence[Metrics], plot_dir: str, multi: bool) -> None:
-    """Paired accuracy difference to FP32 per method, with its interval and a zero line."""
+    """Paired accuracy difference to FP32 per method, with its interval, each replicate's own
+    difference beside it and a zero line."""
     rows = [r for r in records if r["vs_fp32"] is not None]
     if not rows:
         message_figure(plot_dir, "accuracy_diff", "no quantized method in this run")
         return
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.42 * len(rows)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.5, 2.2 + 0.5 * len(rows)), layout="constrained")
     ax.axvline(0.0, color="0.3", lw=1.0, zorder=1)
     verdicts = []
     for y, r in enumerate(rows):
         d = r["vs_fp32"]["accuracy_diff_pt"]
         below, above = errors(d)
+        color = _verdict_color(d["verdict"])
         ax.errorbar(
-            [d["estimate"]], [y], xerr=[[below], [above]], fmt="o",
-            color=_verdict_color(d["verdict"]), markersize=6, elinewidth=1.4, capsize=4, zorder=3,
+            [d["estimate"]], [y], xerr=[[below], [above]], fmt="o", color=color,
+            mfc="white" if overruled(r) else color, markersize=6, elinewidth=1.4, capsize=4,
+            zorder=3,
         )  # fmt: skip
+        _replicate_points(ax, y, r)
         verdicts.append(d["verdict"])
     ax.set_yticks(range(len(rows)), [point_label(r, multi) for r in rows], fontsize=8)
     right = ax.secondary_yaxis("right")  # the verdicts, as tick labels beside each row
@@ -178,9 +262,12 @@ def plot_accuracy_diff(records: Sequence[Metrics], plot_dir: str, multi: bool) -
         label.set_color(_verdict_color(verdict))
     ax.invert_yaxis()
     ax.margins(x=0.15, y=0.5 / len(rows))
-    ax.set_xlabel("accuracy − FP32 accuracy, percentage points (bar: CI; same replicates and rows)")
+    ax.set_xlabel(
+        "accuracy − FP32 accuracy, percentage points (bar: CI of the mean; dots: replicates)"
+    )
     ax.set_title("Paired accuracy difference to FP32 (left of zero: fewer rows right)", fontsize=10)
     ax.grid(True, axis="x", alpha=0.25)
+    _diff_legend(fig, any(overruled(r) for r in rows))
     save_figure(fig, plot_dir, "accuracy_diff")
 
 

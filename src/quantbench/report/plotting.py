@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quantbench.files import atomic_path
+from quantbench.core.files import atomic_path
 from quantbench.report.metrics import Metrics
 
 PLOT_FORMATS = ("png", "svg")
@@ -80,10 +80,18 @@ def use_log(values: Sequence[float]) -> bool:
     return len(positive) == len(values) and max(positive) / min(positive) > 8
 
 
-# Candidate label offsets in points (dx, dy), tried in order.
+# Candidate label offsets in points (dx, dy), tried in order: near first, then further out.
 _OFFSETS = [(7, 5), (7, -5), (-7, 5), (-7, -5), (0, 10), (0, -10), (12, 0), (-12, 0)]
 _OFFSETS += [(10, 16), (-10, 16), (10, -16), (-10, -16), (0, 24), (0, -24), (24, 12), (-24, -12)]
 _OFFSETS += [(30, 22), (-30, 22), (30, -22), (-30, -22), (0, 36), (0, -36), (40, 0), (-40, 0)]
+_OFFSETS += [
+    (round(r * math.cos(a)), round(r * math.sin(a)))
+    for r in (20, 30, 45, 60)
+    for a in (math.pi * k / 8 for k in range(16))
+]
+# A label placed where another point is about as near to it as its own costs more than any
+# overlap, and the more the nearer that point is.
+_MISPAIRED = 1e9
 
 
 def _overlap(a: Any, b: Any) -> float:
@@ -96,11 +104,41 @@ def _outside(box: Any, frame: Any) -> float:
     return box.width * box.height - _overlap(box, frame)
 
 
-def _label_candidate(ax: Any, xy: tuple[float, float], text: str, offset: tuple[int, int]) -> Any:
+def box_distance(box: Any, x: float, y: float) -> float:
+    """Display distance from (x, y) to the nearest point of ``box`` (0 inside it)."""
+    dx = max(box.x0 - x, 0.0, x - box.x1)
+    dy = max(box.y0 - y, 0.0, y - box.y1)
+    return math.hypot(dx, dy)
+
+
+def nearest_point(box: Any, centres: Any) -> int:
+    """Index of the point (display coordinates) nearest to a label's box."""
+    distances = [box_distance(box, float(x), float(y)) for x, y in centres]
+    return min(range(len(distances)), key=distances.__getitem__)
+
+
+def _pairing_gap(box: Any, centres: Any, own: int, margin: float) -> float:
+    """How far (display units) another point is from being clearly farther from the label than
+    its own point (at least 1.5 times as far and ``margin`` more); <= 0 when the label is clearly
+    its own point's. Points at the same spot as its own do not count (no place tells them
+    apart)."""
+    mine = box_distance(box, *map(float, centres[own]))
+    need = max(1.5 * mine, mine + margin)
+    gaps = [
+        need - box_distance(box, float(x), float(y))
+        for i, (x, y) in enumerate(centres)
+        if i != own and math.dist((x, y), centres[own]) > 1
+    ]
+    return max(gaps, default=-math.inf)
+
+
+def _label_candidate(
+    ax: Any, xy: tuple[float, float], text: str, offset: tuple[int, int], leader: bool = False
+) -> Any:
     dx, dy = offset
     ha = "left" if dx > 0 else "right" if dx < 0 else "center"
     va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
-    far = math.hypot(dx, dy) > 15
+    far = leader or math.hypot(dx, dy) > 15
     arrow = {"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkB": 4} if far else None
     return ax.annotate(
         text,
@@ -122,11 +160,15 @@ def label_points(
     texts: Sequence[str],
     mark_pt: float = 5.0,
     avoid: Sequence[Any] = (),
-) -> None:
-    """Label each point at the first offset whose text covers no point, label, line or edge.
+) -> list[Any]:
+    """Label each point by itself: at the first offset whose text covers no point, label, line
+    or edge, and never where another point is about as near to the text as its own.
 
     ``mark_pt`` is the half-width kept clear around each point; ``avoid`` holds further display
-    boxes (e.g. from ``polyline_boxes``) that labels should not cover.
+    boxes (e.g. from ``polyline_boxes``) that labels should not cover. Where every offset lies
+    about as near another point (points closer together than a label is wide), the offset
+    farthest from the other points gets a leader line to its own point. Returns the labels, in
+    the order of the points.
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
@@ -135,21 +177,31 @@ def label_points(
     pad = mark_pt * fig.dpi / 72
     marks = [_box(cx - pad, cy - pad, cx + pad, cy + pad) for cx, cy in centres] + list(avoid)
     placed: list[Any] = []
-    for x, y, text in zip(xs, ys, texts, strict=True):
-        best, best_cost = None, math.inf
+    labels: list[Any] = []
+    for i, (x, y, text) in enumerate(zip(xs, ys, texts, strict=True)):
+        best, best_cost, best_offset = None, math.inf, _OFFSETS[0]
         for offset in _OFFSETS:
             ann = _label_candidate(ax, (x, y), text, offset)
-            box = ann.get_window_extent(renderer).padded(2)
+            tight = ann.get_window_extent(renderer)
+            box = tight.padded(2)
             cost = sum(_overlap(box, o) for o in marks + placed) + 4 * _outside(box, frame)
+            gap = _pairing_gap(tight, centres, i, pad)
+            cost += _MISPAIRED + 1e3 * gap if gap > 0 else 0.0
             if cost < best_cost:
                 if best is not None:
                     best[0].remove()
-                best, best_cost = (ann, box), cost
+                best, best_cost, best_offset = (ann, box), cost, offset
             else:
                 ann.remove()
             if cost == 0:
                 break
+        if best_cost >= _MISPAIRED:  # no place by its own point alone: a leader line pairs it
+            best[0].remove()
+            ann = _label_candidate(ax, (x, y), text, best_offset, leader=True)
+            best = (ann, ann.get_window_extent(renderer).padded(2))
         placed.append(best[1])
+        labels.append(best[0])
+    return labels
 
 
 def polyline_boxes(ax: Any, xs: Sequence[float], ys: Sequence[float], pad_pt: float = 2) -> list:

@@ -38,6 +38,7 @@ def columns(batch: int | None, models: int) -> list[str]:
         "accuracy [CI]",
         "macro-F1 [CI]",
         "Δ accuracy vs FP32, pt [CI]",
+        "Δ per replicate, pt (min … max)",
         "accuracy verdict",
         "size KB",
         "resident KB",
@@ -63,8 +64,20 @@ def _accuracy_cells(r: Metrics) -> Row:
         interval_text(as_interval(r["accuracy"]), 4),
         interval_text(as_interval(r["macro_f1"]), 4),
         interval_text(diff, 2, null=0.0) if diff else "",
+        replicate_range(vs),
         vs["accuracy_diff_pt"]["verdict"] if vs else REFERENCE,
     ]
+
+
+def replicate_range(vs: dict[str, Any] | None) -> str:
+    """``-20.50 … -0.30``: the smallest and largest per-replicate Δ; one value for one replicate,
+    blank for FP32."""
+    if vs is None:
+        return ""
+    lo, hi = vs["replicates"]["diff_pt_range"]
+    if vs["replicates"]["of"] == 1:
+        return fixed(lo, 2)
+    return f"{fixed(lo, 2)} … {fixed(hi, 2)}"
 
 
 def _speed_cells(r: Metrics) -> Row:
@@ -213,13 +226,20 @@ def how_to_read(noise: float) -> str:
         "How to read it: accuracy and macro-F1 are means over the replicates with confidence "
         "intervals (Student's t over replicates; with a single replicate, exact Clopper-Pearson "
         "or a bootstrap over the test rows). Δ accuracy is paired with FP32 of the same "
-        "replicate on the same test rows, in percentage points. Speed-ups are FP32 time / "
-        "method time from interleaved rounds in one process (geometric mean of the per-round "
-        "ratios, bootstrap interval over rounds), each batch size on model copies that only "
-        "ever run that size; latency and throughput are absolute figures of the same runs. "
-        "A difference whose interval contains zero (one for a speed ratio) "
+        "replicate on the same test rows, in percentage points; next to its interval, the "
+        "range of the replicates' own differences. Each replicate is also tested on its own "
+        "(exact McNemar, Holm-corrected over the replicates): where some are significantly "
+        'worse or better although the interval contains zero, the verdict counts them ("worse '
+        'in k of R replicates"), and where they disagree in direction it reads "inconsistent '
+        'across replicates". Speed-ups are FP32 time / method time from interleaved rounds in '
+        "one process on one replicate's checkpoints only (geometric mean of the "
+        "per-round ratios, bootstrap interval over rounds), each batch size on model copies "
+        "that only ever run that size; latency and throughput are absolute figures of the same "
+        "runs. A difference whose interval contains zero (one for a speed ratio) "
         'reads "no measurable change" or "no measurable difference", never better, worse, '
-        f"faster or slower{band}. Resident KB: the bytes the loaded model's weights occupy, "
+        f"faster or slower{band}; where as many of its timing rounds lie beyond that on the "
+        'other side, a speed ratio reads "inconsistent across timing rounds". Resident KB: the '
+        "bytes the loaded model's weights occupy, "
         "ready to run; peak RSS MB: the high-water mark of the method's timing process "
         "(torch, the data, FP32 and the method with their rotating copies), so it has no "
         "FP32 row of its own. "
