@@ -516,10 +516,12 @@ def test_editing_the_custom_module_reruns_only_that_model(copy_of_models):
     }
 
 
-def test_a_configfile_models_list_replaces_the_default_one(tmp_path):
-    """config.yaml has the model `mlp`; a file listing only `cnn` runs only `cnn`."""
+def test_a_configfile_with_replace_models_runs_its_own_models_alone(tmp_path):
+    """config.yaml has the model `mlp`; a file listing `cnn` with `replace: [models]` runs only
+    `cnn` (without replace it would add `cnn`: tests/test_config_files.py)."""
     workdir = copy_workflow(tmp_path / "wf")
-    edit_config(workdir, lambda c: c.update(models={"cnn": {"arch": "cnn1d", "hidden": 16}}))
+    cnn = {"cnn": {"arch": "cnn1d", "hidden": 16}}
+    edit_config(workdir, lambda c: c.update(models=cnn, replace=["methods", "models"]))
     planned = planned_jobs(workdir)
     trained = {name.split("[")[1].split("/")[0] for name in planned if name.startswith("train")}
     assert trained == {"cnn"}
