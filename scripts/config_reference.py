@@ -24,6 +24,10 @@ REGENERATE = f"python scripts/config_reference.py --write {PAGE}"
 
 
 def _type(node: dict[str, Any]) -> str:
+    if "oneOf" in node or "anyOf" in node:
+        return " or ".join(_type(alt) for alt in node.get("oneOf", node.get("anyOf")))
+    if node.get("type") == "array" and "items" in node:
+        return f"list of {_type(node['items'])}"
     if "enum" in node:
         return " \\| ".join("null" if v is None else f"`{v}`" for v in node["enum"])
     kind = node.get("type", "object")
@@ -89,8 +93,9 @@ def page(schema: dict[str, Any]) -> str:
         "`data` in `config.yaml` or any `--configfile`. A key left out takes its default; an",
         "unknown key is an error. Each model variant `models.<name>` is checked against the",
         "parameters of its `arch`, and each method variant `methods.<name>` against those of its",
-        "`kind`, both listed after the first table. A `--configfile` that sets `models:` or",
-        "`methods:` replaces that list whole.",
+        "`kind`, both listed after the first table. A `--configfile` merges into `models:` and",
+        "`methods:` variant by variant (a named variant changes only the keys given, a new name",
+        "adds one, `null` removes one); `replace: [methods]` in the file runs its own list alone.",
         "",
     ]
     return "\n".join(header) + "\n" + reference(schema)

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -47,9 +48,14 @@ def _cluster_problem() -> str | None:
 
 
 def _profile_groups() -> dict[str, str]:
-    """rule -> group name pattern, from the profile (a YTE template: plain YAML for this key)."""
-    text = (Path(__file__).resolve().parents[1] / "slurm" / "config.yaml").read_text()
-    return yaml.safe_load(text)["groups"]
+    """rule -> group name pattern, from the profile as Snakemake renders it (a YTE template)
+    without a GPU request, as in the run below."""
+    import yte
+
+    path = Path(__file__).resolve().parents[1] / "slurm" / "config.yaml"
+    with mock.patch.dict(os.environ), path.open() as stream:
+        os.environ.pop("QUANTBENCH_SLURM_GPUS", None)
+        return yte.process_yaml(stream, require_use_yte=True)["groups"]
 
 
 def _expected_comments(config_path: Path) -> Counter:

@@ -252,13 +252,13 @@ def deploy_jobs(models: list[str], reps: list[str], methods: list[str]) -> dict[
     }
 
 
-def method_jobs(method: str, reps: list[str] = REPS, export: bool = True) -> dict[str, int]:
-    """What one method variant's change reruns: its quantize, score, export and parity jobs
-    (with ``export``) in every replicate, its timing job and the summary."""
+def method_jobs(method: str, reps: list[str] = REPS, deploy: bool = True) -> dict[str, int]:
+    """What one method variant's change reruns: its quantize, score, export and parity jobs (with
+    ``deploy``, as deploy.export) in every replicate, its timing job and the summary."""
     return {
         **jobs("quantize", [MODEL], reps, [method]),
         **jobs("score", [MODEL], reps, [method]),
-        **(deploy_jobs([MODEL], reps, [method]) if export else {}),
+        **(deploy_jobs([MODEL], reps, [method]) if deploy else {}),
         **jobs("time", [MODEL], [method]),
         "summarize": 1,
     }
@@ -556,10 +556,12 @@ def test_editing_the_custom_module_reruns_only_that_model(copy_of_models):
     }
 
 
-def test_a_configfile_models_list_replaces_the_default_one(tmp_path):
-    """config.yaml has the model `mlp`; a file listing only `cnn` runs only `cnn`."""
+def test_a_configfile_with_replace_models_runs_its_own_models_alone(tmp_path):
+    """config.yaml has the model `mlp`; a file listing `cnn` with `replace: [models]` runs only
+    `cnn` (without replace it would add `cnn`: tests/test_config_files.py)."""
     workdir = copy_workflow(tmp_path / "wf")
-    edit_config(workdir, lambda c: c.update(models={"cnn": {"arch": "cnn1d", "hidden": 16}}))
+    cnn = {"cnn": {"arch": "cnn1d", "hidden": 16}}
+    edit_config(workdir, lambda c: c.update(models=cnn, replace=["methods", "models"]))
     planned = planned_jobs(workdir)
     trained = {name.split("[")[1].split("/")[0] for name in planned if name.startswith("train")}
     assert trained == {"cnn"}
@@ -749,7 +751,7 @@ def test_editing_the_fx_code_reruns_the_static_kinds_and_nothing_else(copy_of_in
     """A named engine: no probe code runs, so FX (ptq_static and qat only) reruns ptq_static's
     jobs, not the weight-only ones (rtn_w8_int8 on the int8 engine included)."""
     append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "fx.py")
-    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"], export=False)
+    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"], deploy=False)
 
 
 def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_int4):
@@ -757,8 +759,8 @@ def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_
     # the weight-only kinds build any execution path from one module, so all of them rerun
     weight_only = [m for m in INT4_METHODS if m != "ptq_static"]
     expected = {
-        k: v for m in weight_only for k, v in method_jobs(m, ["seed7"], export=False).items()
-    }
+        k: v for m in weight_only for k, v in method_jobs(m, ["seed7"], deploy=False).items()
+    }  # the int4 run exports no artifacts
     assert planned_jobs(copy_of_int4) == expected
 
 

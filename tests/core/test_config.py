@@ -312,18 +312,19 @@ def test_resolved_config_does_not_depend_on_key_order():
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_resolves(path):
     """Each file under configs/ is merged into config.yaml as `--configfile` does (key by key,
-    `methods:` and `models:` replaced whole) and must pass the same checks as any run."""
+    variant by variant, `replace:` honoured) and must pass the same checks as any run."""
     from snakemake.utils import update_config
+
+    from quantbench.core.config import apply_config_files
 
     extra = yaml.safe_load(path.read_text())
     cfg = copy.deepcopy(DEFAULT)
-    update_config(cfg, extra)
+    update_config(cfg, copy.deepcopy(extra))
+    resolved = resolve_config(apply_config_files(cfg, extra), SCHEMA)
     for section in ("methods", "models"):
-        if section in extra:
-            cfg[section] = dict(extra[section])
-    resolved = resolve_config(cfg, SCHEMA)
-    for section in ("methods", "models"):
-        assert set(resolved[section]) == set(extra.get(section, DEFAULT[section]))
+        listed = set(extra.get(section, {}))
+        default = set() if section in extra.get("replace", []) else set(DEFAULT[section])
+        assert set(resolved[section]) == default | listed
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "workflow" / "schemas").glob("*.yaml")))
@@ -342,3 +343,16 @@ def test_runtimes_default_to_both_and_need_torch_and_the_artifacts():
         resolve(lambda c: c.update(deploy={"export": False}))
     off = resolve(lambda c: c.update(deploy={"export": False}, runtimes=["torch"]))
     assert off["deploy"]["export"] is False
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda", "cpu"])
+def test_only_training_and_gptq_may_use_a_gpu(device):
+    from quantbench.core.config import quantize_device, uses_gpu
+
+    cfg = resolve(lambda c: c["train"].update(device=device))
+    on_gpu = {m for m in cfg["methods"] if uses_gpu(cfg, "quantize", m)}
+    assert on_gpu == (set() if device == "cpu" else {"gptq_w4"})
+    assert uses_gpu(cfg, "train_fp32") is (device != "cpu")
+    assert not any(uses_gpu(cfg, rule) for rule in ("preprocess", "score", "time"))
+    assert quantize_device(cfg, "rtn_w4") == "cpu"
+    assert quantize_device(cfg, "gptq_w4") == device

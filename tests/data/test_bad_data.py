@@ -217,8 +217,14 @@ def test_bad_input_fails_clearly_and_leaves_no_output(
 
 CONFIG_CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "unknown_preset": ({"preset": "kdd99"}, ("data.preset", "'kdd99'", "nsl_kdd", "unsw_nb15")),
-    "negative_fraction": ({"val_fraction": -0.1}, ("data.val_fraction", "-0.1", "between 0 and 1")),
-    "fraction_one": ({"test_fraction": 1.0}, ("data.test_fraction", "1.0", "between 0 and 1")),
+    "negative_fraction": (
+        {"val_fraction": -0.1},
+        ("data.val_fraction", "-0.1", "above 0 and at most 0.5"),
+    ),
+    "fraction_one": (
+        {"test_fraction": 1.0},
+        ("data.test_fraction", "1.0", "above 0 and at most 0.5"),
+    ),
     "fractions_sum_to_one": (
         {"val_fraction": 0.5, "test_fraction": 0.5},
         ("data.val_fraction", "0.5", "must stay below 1"),

@@ -8,12 +8,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from quantbench.core.config import (
     ConfigError,
+    apply_config_files,
     method_params,
     model_file,
+    quantize_device,
     replicate_name,
     replicate_seed,
     replicate_seeds,
     resolve_config,
+    uses_gpu,
     uses_int8_engine,
 )
 from quantbench.core.deps import closure, kind_file
@@ -26,16 +29,12 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 SCHEMA = SCHEMAS / "config.schema.yaml"
 LIB = Path(workflow.basedir) / "src" / "quantbench"
 
-# Snakemake merges --configfile into config.yaml key by key; a method or model list given on the
-# command line replaces the default list instead of extending it (so a sweep file runs just its
-# sweep, and a file of models runs just those models).
-_cli_config = getattr(workflow.config_settings, "overwrite_config", None) or {}
-for _section in ("methods", "models"):
-    if isinstance(_cli_config.get(_section), dict):
-        config[_section] = dict(_cli_config[_section])
-
+# Snakemake merges each --configfile into config.yaml key by key, methods: and models: included:
+# a named variant changes only the keys given, a new name adds one. A variant set to null is
+# removed here, and a file with `replace: [methods]` (or models) runs its own list alone.
 try:
-    _resolved = resolve_config(config, SCHEMA)
+    _given = getattr(workflow.config_settings, "overwrite_config", None) or {}
+    _resolved = resolve_config(apply_config_files(config, _given), SCHEMA)
 except ConfigError as exc:
     raise WorkflowError(f"config error: {exc}") from None
 config.clear()
@@ -316,6 +315,61 @@ def get_time_input(wildcards):
             "ort_lib": lib("measure/ort.py", "data/rawrows.py"),
         }
     return inputs
+
+
+# GPUs on a cluster (slurm/config.yaml, docs/cluster.md). QUANTBENCH_SLURM_GPUS (h100:1, 1, ...,
+# as --gpus-per-node takes it) is asked for by the jobs that may run on CUDA and by them alone:
+# FP32 training and GPTQ's quantize jobs (uses_gpu). Each of those is submitted on its own; the
+# CPU chains keep one submission each (per replicate and method, quantization and scoring). With
+# the variable unset the profile sets the groups and sbatch options, and none of this applies.
+SLURM_GPUS = os.environ.get("QUANTBENCH_SLURM_GPUS", "").strip()
+# the queue order the profile gives these jobs (slurm/config.yaml, "Order in the queue")
+GROUP_NICE = "--nice=100"
+
+
+def job_method(wildcards):
+    return wildcards.get("method", "fp32")
+
+
+def on_gpu(rule, wildcards):
+    return bool(SLURM_GPUS) and uses_gpu(config, rule, job_method(wildcards))
+
+
+def get_group(rule):
+    """A job's group when GPUs are asked for: the quantize and score jobs of a method that runs
+    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone.
+    """
+
+    def group(wildcards):
+        method = job_method(wildcards)
+        if not SLURM_GPUS or method == "fp32" or on_gpu("quantize", wildcards):
+            return None
+        return f"{method}_{wildcards.rep}"
+
+    return group
+
+
+def get_deploy_group():
+    """With GPUs asked for: a variant's export and parity jobs (CPU only) share one submission."""
+
+    def group(wildcards):
+        if not SLURM_GPUS:
+            return None
+        return f"deploy_{wildcards.method}_{wildcards.rep}"
+
+    return group
+
+
+def get_slurm_extra(rule):
+    """sbatch options when GPUs are asked for (else the profile's): the GPU for a job that uses
+    one, the queue order for all."""
+
+    def slurm_extra(wildcards):
+        if on_gpu(rule, wildcards):
+            return f"{GROUP_NICE} --gpus-per-node={SLURM_GPUS}"
+        return GROUP_NICE
+
+    return slurm_extra
 
 
 def get_time_threads():

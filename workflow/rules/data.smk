@@ -29,8 +29,12 @@ rule preprocess:
         "logs/preprocess/{rep}.log",
     benchmark:
         "results/benchmarks/preprocess/{rep}.tsv"
+    group:
+        get_group("preprocess")
     conda:
         "../../envs/quantbench.yaml"
+    resources:
+        slurm_extra=get_slurm_extra("preprocess"),
     params:
         data={
             k: v for k, v in config["data"].items() if k not in ("source", "synthetic")

@@ -13,10 +13,13 @@ rule export_model:
         "results/benchmarks/export_model/{model}/{rep}/{method}.tsv"
     wildcard_constraints:
         method=VARIANT_PATTERN,
+    group:
+        get_deploy_group()
     conda:
         "../../envs/quantbench.yaml"
     resources:
         mem_mb=2000,
+        slurm_extra=get_slurm_extra("export_model"),
     params:
         replicate=lambda wildcards: wildcards.rep,
         versions=deploy_versions(),
@@ -35,10 +38,13 @@ rule check_parity:
         "results/benchmarks/check_parity/{model}/{rep}/{method}.tsv"
     wildcard_constraints:
         method=VARIANT_PATTERN,
+    group:
+        get_deploy_group()
     conda:
         "../../envs/quantbench.yaml"
     resources:
         mem_mb=2000,
+        slurm_extra=get_slurm_extra("check_parity"),
     params:
         versions=deploy_versions(),
     script:

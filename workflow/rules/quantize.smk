@@ -10,16 +10,19 @@ rule quantize:
         "results/benchmarks/quantize/{model}/{rep}/{method}.tsv"
     wildcard_constraints:
         method=METHOD_PATTERN,
+    group:
+        get_group("quantize")
     conda:
         "../../envs/quantbench.yaml"
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
+        slurm_extra=get_slurm_extra("quantize"),
     params:
         method=lambda wildcards: method_params(
             config, wildcards.method, config["quantization"]["engine"]
         ),
-        device=config["train"]["device"],
+        device=lambda wildcards: quantize_device(config, wildcards.method),
         seed=rep_seed,
         torch_version=torch_version(),
     script:

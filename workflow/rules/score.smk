@@ -10,10 +10,13 @@ rule score:
         "results/benchmarks/score/{model}/{rep}/{method}.tsv"
     wildcard_constraints:
         method=VARIANT_PATTERN,
+    group:
+        get_group("score")
     conda:
         "../../envs/quantbench.yaml"
     resources:
         mem_mb=2000,
+        slurm_extra=get_slurm_extra("score"),
     params:
         replicate=lambda wildcards: wildcards.rep,
         torch_version=torch_version(),

@@ -19,6 +19,9 @@ from quantbench.core.sourcecheck import source_problem
 RESERVED_METHOD = "fp32"
 INT8_KINDS = ("ptq_dynamic", "ptq_static", "qat")
 WEIGHT_ONLY_KINDS = ("rtn", "gptq")
+# Kinds whose quantize step runs on CUDA when the job has a GPU (GPTQ's per-layer solves); every
+# other kind quantizes on the CPU, and a cluster run asks a GPU for none of them.
+CUDA_KINDS = ("gptq",)
 # The int4 kernel's limits (quantbench.quant.weightonly.int4: MAX_BITS, KERNEL_GROUPS[0]), repeated
 # here so that config checking needs no torch; tests/core/test_config.py checks that the two agree.
 INT4_MAX_BITS = 4
@@ -221,6 +224,34 @@ def rounds_problem(evaluate: dict[str, Any]) -> str | None:
     return None
 
 
+VARIANT_SECTIONS = ("methods", "models")
+
+
+def apply_config_files(config: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The config after the files given with ``--configfile`` (and ``--config``), ``given``.
+
+    Snakemake has already merged them into config.yaml key by key, nested mappings included: a
+    named variant changes only the keys a file gives and a new name adds a variant. Here a
+    variant set to null is removed, and a section named in the files' ``replace:`` list is the
+    files' own list alone, without config.yaml's variants.
+    """
+    out = dict(config)
+    replace = given.get("replace")
+    replace = replace if isinstance(replace, list) else []  # the schema reports a bad value
+    for section in VARIANT_SECTIONS:
+        variants = out.get(section)
+        if section in replace:
+            variants = given.get(section)
+            if not isinstance(variants, dict):
+                raise ConfigError(
+                    f"replace: names {section} but no config file lists {section}; "
+                    f"add a {section}: list to the file, or take {section} out of replace"
+                )
+        if isinstance(variants, dict):
+            out[section] = {name: v for name, v in variants.items() if v is not None}
+    return out
+
+
 def canonical(value: Any) -> Any:
     """Mappings with sorted keys, recursively.
 
@@ -308,6 +339,21 @@ def uses_int8_engine(variant: dict[str, Any]) -> bool:
     if variant["kind"] in WEIGHT_ONLY_KINDS:
         return resolved_execution(variant["execution"], variant["group_size"]) == "int8"
     return False
+
+
+def quantize_device(cfg: dict[str, Any], name: str) -> str:
+    """The device a method's quantize job asks for: train.device for the CUDA kinds, else cpu."""
+    return cfg["train"]["device"] if cfg["methods"][name]["kind"] in CUDA_KINDS else "cpu"
+
+
+def uses_gpu(cfg: dict[str, Any], rule: str, method: str | None = None) -> bool:
+    """Whether a job of ``rule`` (for ``method``) may run on CUDA: FP32 training and the quantize
+    jobs of the CUDA kinds, unless train.device is cpu. No other job ever does."""
+    if cfg["train"]["device"] == "cpu":
+        return False
+    if rule == "train_fp32":
+        return True
+    return rule == "quantize" and method is not None and quantize_device(cfg, method) != "cpu"
 
 
 def method_params(cfg: dict[str, Any], name: str, engine: str) -> dict[str, Any]:

@@ -104,8 +104,12 @@ class DataConfig:
     def _check_numbers(self) -> None:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-                raise bad_value(name, value, "use a number between 0 and 1 (exclusive)")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= 0.5
+            ):
+                raise bad_value(name, value, "use a number above 0 and at most 0.5")
         if self.val_fraction + self.test_fraction >= 1:
             raise bad_value(
                 "val_fraction",

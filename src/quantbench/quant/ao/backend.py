@@ -111,7 +111,7 @@ def quiet() -> Iterator[None]:
             log.warning(
                 "torch.ao.quantization is deprecated upstream in torch %s; quantbench keeps "
                 "using it for real int8 CPU kernels while it exists "
-                "(README: int8 kinds and torch versions)",
+                "(docs/methods.md: int8 kinds and torch versions)",
                 torch.__version__,
             )
 
