@@ -13,7 +13,7 @@ import pandas as pd
 from quantbench.deploy.predict import predict_csv
 from tests.deploy_helpers import flows, make_artifact
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def example() -> str:

@@ -17,7 +17,7 @@ from quantbench.deploy.cli import main
 from quantbench.deploy.predict import predict_csv
 from tests.deploy_helpers import flows, make_artifact
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
