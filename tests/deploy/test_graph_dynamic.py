@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from onnx import numpy_helper
 
+from quantbench.deploy import onnx_dynamic
 from quantbench.deploy.graph import export_graph
+from quantbench.quant.ao import backend
 from tests import _deploy, _toy
 
 
@@ -55,3 +58,41 @@ def test_per_channel_weight_only_codes_run_as_torch_int8(tmp_path):
     head = loaded.module.get_submodule("layers.head").weight()
     assert np.array_equal(inits["layers.head.weight.codes"], head.int_repr().numpy().T)
     assert codes["scales"].shape[1] == 1
+
+
+@pytest.mark.parametrize(
+    "engine", [e for e in ("x86", "fbgemm", "onednn") if e in backend.supported_engines()]
+)
+def test_dynamic_graph_reproduces_torch_on_every_engine(tmp_path, engine):
+    """The activation range comes from what torch's kernels compute, not from the engine's
+    name: onednn's dynamic Linear honours the modules' reduce_range like x86 does."""
+    loaded = _deploy.checkpoint(tmp_path, "mlp", "ptq_dynamic", {"engine": engine})
+    graph = export_graph(loaded)
+    agreement, delta = _parity(graph, loaded, _deploy.eval_rows())
+    assert agreement >= 0.999 and delta <= 0.05  # onednn rounds a few ties its own way
+
+
+def test_a_dynamic_linear_no_range_reproduces_is_refused():
+    layer = torch.ao.nn.quantized.dynamic.Linear(4, 3)
+
+    class Skewed(torch.nn.Module):  # a kernel that rounds its input to another grid
+        in_features = 4
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = layer
+
+        def _get_name(self) -> str:
+            return "DynamicQuantizedLinear"
+
+        def weight(self):
+            return layer.weight()
+
+        def bias(self):
+            return layer.bias()
+
+        def forward(self, x):
+            return layer(x) + 0.5
+
+    with pytest.raises(ValueError, match="matches neither 7- nor 8-bit activations"):
+        onnx_dynamic.activation_qmax({"fc": Skewed()})

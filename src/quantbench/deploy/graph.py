@@ -31,7 +31,6 @@ from torch import nn
 
 from quantbench.core.config import resolved_execution
 from quantbench.deploy import onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
-from quantbench.quant.ao import backend
 from quantbench.quant.weightonly.execution import build_module
 from quantbench.quant.weightonly.grid import Grid
 from quantbench.quant.weightonly.state import unpack_layer
@@ -219,7 +218,7 @@ def export_dynamic(loaded: LoadedModel) -> ModelGraph:
     model = onnx_fp32.export_fp32(twin, loaded.spec.n_features)
     sites = onnx_fp32.matrix_sites(model, list(dynamic))
     engine = engine_of(loaded)
-    qmax = backend.activation_range(engine)[1]
+    qmax = onnx_dynamic.activation_qmax(dynamic)
     layers = []
     for name in names:
         ops = ", ".join(ops_of(model, name)) or "element-wise ops"

@@ -56,6 +56,45 @@ def fp32_twin(spec_module: nn.Module, converted: nn.Module) -> tuple[nn.Module, 
     return spec_module.eval(), dynamic
 
 
+QMAX_CHOICES = (127, 255)  # reduce_range (7-bit activations) or the full uint8 range
+
+
+def _reference_linear(x: torch.Tensor, layer: nn.Module, qmax: int) -> torch.Tensor:
+    """What a dynamic int8 Linear computes when it rounds its input to uint8 0..qmax."""
+    lo, hi = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    scale = torch.clamp((hi - lo) / qmax, min=SCALE_FLOOR)
+    zero_point = torch.round(-lo / scale)
+    xq = torch.clamp(torch.round(x / scale) + zero_point, 0, qmax)
+    bias = layer.bias()
+    out = ((xq - zero_point) * scale) @ layer.weight().dequantize().T
+    return out if bias is None else out + bias
+
+
+def activation_qmax(dynamic: dict[str, nn.Module], rows: int = 256, seed: int = 0) -> int:
+    """The activation range torch's dynamic layers really use, measured on a probe batch.
+
+    torch's dynamic modules ask their kernels for ``reduce_range``; whether a kernel honours it
+    depends on the engine and the torch build, so the graph copies what the first dynamic
+    Linear computes rather than what an engine's name suggests. ValueError (one line) when
+    neither range reproduces it."""
+    linears = [m for m in dynamic.values() if m._get_name() == "DynamicQuantizedLinear"]
+    if not linears:
+        return QMAX_CHOICES[0]  # a Conv1d alone: torch's modules ask for reduce_range
+    layer = linears[0]
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, layer.in_features, generator=gen) * 3.0
+    with torch.inference_mode():
+        y = layer(x)
+        errors = {q: float((_reference_linear(x, layer, q) - y).abs().max()) for q in QMAX_CHOICES}
+    qmax = min(errors, key=errors.__getitem__)
+    if errors[qmax] > 1e-4 * (1.0 + float(y.abs().max())):
+        raise ValueError(
+            f"torch's dynamic Linear matches neither 7- nor 8-bit activations (errors {errors}); "
+            "export it as FP32 or report the torch build"
+        )
+    return qmax
+
+
 def _add(graph: onnx.GraphProto, op: str, inputs: list[str], output: str, **attrs) -> str:
     graph.node.append(helper.make_node(op, inputs, [output], **attrs))
     return output
