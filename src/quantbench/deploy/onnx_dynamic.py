@@ -4,7 +4,8 @@ torch's dynamic int8 Linear (``quantized::linear_dynamic``) quantizes each call'
 uint8 from the batch's own range, ``scale = (max(x, 0) - min(x, 0)) / qmax`` and
 ``zero_point = round(-min(x, 0) / scale)`` with ``qmax`` 127 (the modules ask their kernel for
 reduce_range; :func:`activation_qmax` reads the range off the module rather than assuming it
-from the engine), multiplies by its int8 weight codes in int32 and scales the sum back to float. The graph does the same with standard operators: ReduceMin/ReduceMax ->
+from the engine), multiplies by its int8 weight codes in int32 and scales the sum back to
+float. The graph does the same with standard operators: ReduceMin/ReduceMax ->
 QuantizeLinear -> ``MatMulInteger`` with torch's int8 codes and zero points -> Cast -> Mul by
 ``input scale · weight scale`` (ONNX Runtime fuses the tail into ``MatMulIntegerToFloat``).
 A dynamic Conv1d runs the same input rounding, then an FP32 convolution on DequantizeLinear
