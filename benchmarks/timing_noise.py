@@ -143,7 +143,7 @@ def main() -> None:
     args = ap.parse_args()
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     timing = dict(config["evaluate"]) | {k: int(v) for k, v in (s.split("=") for s in args.set)}
-    methods = ["fp32", *(args.methods or config["methods"])]
+    methods = list(dict.fromkeys(["fp32", *(args.methods or config["methods"])]))
     noise = config["report"]["speed_noise"] if args.speed_noise is None else args.speed_noise
     cfg = stats.ReportConfig(
         confidence=args.confidence, bootstrap_resamples=args.resamples, speed_noise=noise
