@@ -263,9 +263,11 @@ class InterruptedChange:
 
 
 def rerun_by_change(path: str) -> bool:
-    """Outputs of the jobs that a change to rtn_w4 reruns: its own files and the summary."""
+    """Outputs of the jobs that a change to rtn_w4 reruns: its own files and the summary's
+    (the metrics records, and each artifact's figures.json, which copies its record)."""
     summary = ("results/summary.", "results/recommendation.json", "results/plots/")
-    return "rtn_w4" in path or path.startswith((*summary, "results/metrics/"))
+    figures = path.startswith("results/deploy/") and path.endswith("/figures.json")
+    return "rtn_w4" in path or figures or path.startswith((*summary, "results/metrics/"))
 
 
 @pytest.fixture(scope="module")
@@ -513,8 +515,9 @@ def test_quantize_jobs_really_ran_at_the_same_time(parallel):
 
 def test_no_job_runs_beside_a_timing_job(parallel):
     steps = step_intervals(parallel)
-    # generate_traffic and summarize; per replicate preprocess, train, quantize and score; time
-    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
+    # generate_traffic and summarize; per replicate preprocess, train, quantize, score, and each
+    # variant's export and parity check; time
+    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)
     # + probe_engine (the engine is named in these runs, so it only checks and records it)
     assert len(steps) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for name, timed in steps.items():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,14 +115,32 @@ def test_peak_rss_is_at_least_the_current_rss():
         assert peak >= current
 
 
+PEAK_RSS_PROBE = """
+import sys
+import torch
+from quantbench.machine import memory
+if not memory.reset_peak_rss():
+    sys.exit(3)
+base = memory.current_rss_bytes()
+block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so it is resident
+grown = memory.peak_rss_bytes()
+assert grown >= base + 60 * 2**20, (base, grown)
+del block
+assert memory.reset_peak_rss()
+after = memory.peak_rss_bytes()
+assert after < grown - 32 * 2**20, (grown, after)
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="clear_refs is Linux only")
 def test_peak_rss_follows_a_touched_allocation_and_resets():
-    if not memory.reset_peak_rss():
+    """In a fresh process: whether freed memory goes back to the system depends on the heap's
+    history, which a long test session (torch, ONNX Runtime, many models) makes unpredictable."""
+    src = Path(memory.__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PROBE], env=env, capture_output=True, text=True
+    )
+    if proc.returncode == 3:
         pytest.skip("/proc/self/clear_refs is not writable here")
-    base = memory.current_rss_bytes()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written so it is resident
-    grown = memory.peak_rss_bytes()
-    assert grown >= base + 60 * 2**20
-    del block
-    assert memory.reset_peak_rss()
-    assert memory.peak_rss_bytes() < grown - 32 * 2**20
+    assert proc.returncode == 0, proc.stderr[-2000:]
