@@ -83,6 +83,8 @@ def _expected_comments(config_path: Path) -> Counter:
             add("quantize", model=model, rep=rep, method=m)
         for m in ["fp32", *methods]:
             add("score", model=model, rep=rep, method=m)
+            add("export_model", model=model, rep=rep, method=m)
+            add("check_parity", model=model, rep=rep, method=m)
     add("probe_engine", model=model)
     for m in methods:
         add("time", model=model, method=m)
