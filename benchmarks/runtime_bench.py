@@ -3,7 +3,7 @@ interleaved rounds, paired speed-ups with intervals against torch FP32 and ONNX 
 
 Usage: python benchmarks/runtime_bench.py [RESULTS_DIR] [--model mlp] [--replicate seed42]
        [--methods ptq_static ptq_dynamic gptq_w4 rtn_w4] [--batch 512] [--rounds 50]
-       [--calls 4000] [--passes 400] [--cores 4] [--configfile FILE]
+       [--calls 4000] [--passes 400] [--cores 4] [--configfile FILE] [--resident]
 
 Without RESULTS_DIR it first runs the workflow on a fresh copy of the repository
 (``benchmarks/workflow_bench.py``'s way: ``snakemake --cores N`` in a temporary folder, the
@@ -14,11 +14,21 @@ method (``results/deploy/{model}/{rep}/{method}/model.onnx``: ``ptq_static`` as 
 torch's own scales, ``ptq_dynamic`` as MatMulInteger, ``gptq``/``rtn`` as MatMulNBits), and
 times them all in the workflow's harness (``quantbench.measure.harness.paired_rounds``: the
 same rows for every side, the order rotating from round to round, each batch size on model
-copies or sessions of its own; ONNX Runtime with the workflow's session options, fed the raw
-feature rows through the in-graph preprocessing). Speed-ups are the summary's own figures
+copies or sessions of its own; ONNX Runtime with the workflow's session options, each
+artifact's model graph fed the preprocessed rows torch takes, like for like). Then each whole
+artifact (raw rows through its in-graph preprocessing, every output) is timed on its own, for
+absolute end-to-end figures. Speed-ups are the summary's own figures
 (``quantbench.report.order``: per-round ratio of medians, geometric mean, bootstrap interval
 over rounds). The CPU, its ISA features, torch and ONNX Runtime versions and the integer kernels
 of each optimized ONNX graph are printed with them.
+
+``--resident`` adds what each ONNX Runtime session holds: in a fresh process per artifact, the
+growth of the resident set from opening the session (the workflow's options) and running it
+once on one row, with glibc's freed heap handed back (``malloc_trim``) so that copies made while
+loading do not count, net of the growth for a one-node graph (ONNX Runtime's own per-session
+overhead), against FP32's; with prepacking on (as the workflow times it: kernels such as
+MatMulNBits keep a prepacked copy of their weights) and off; beside the initializers' bytes in
+the file.
 """
 
 from __future__ import annotations
@@ -48,29 +58,135 @@ def run_workflow(cores: str, configfile: str | None) -> Path:
     return workdir / "results"
 
 
-def sides(results: Path, model: str, rep: str, methods: list[str]) -> tuple[dict, dict, dict]:
-    """(factories, inputs, integer kernels) of every side; torch FP32 first."""
-    from quantbench.data.dataset import load_dataset
+RESIDENT = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[3])
+import onnxruntime
+from quantbench.data.rawrows import load_raw_rows
+from quantbench.machine.memory import current_rss_bytes
+from quantbench.measure.ort import PROVIDERS, session_options
+trim = getattr(ctypes.CDLL(None), "malloc_trim", lambda pad: 0)  # glibc: freed heap back
+one = {k: v[:1] for k, v in load_raw_rows(sys.argv[2]).feeds().items()}
+opts, _ = session_options()
+if sys.argv[4] == "off":
+    opts.add_session_config_entry("session.disable_prepacking", "1")
+trim(0)
+before = current_rss_bytes()
+session = onnxruntime.InferenceSession(sys.argv[1], opts, providers=list(PROVIDERS))
+names = {i.name for i in session.get_inputs()}
+session.run(None, {k: v for k, v in one.items() if k in names})
+trim(0)
+print(current_rss_bytes() - before)
+"""
+
+
+def _grown(path: Path, raw: Path, prepack: str) -> int:
+    cmd = [sys.executable, "-c", RESIDENT, str(path), str(raw), str(ROOT / "src"), prepack]
+    return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def _one_node(raw_names: list[str], out: Path) -> Path:
+    """A graph of one Identity per float raw input: a session of it holds ONNX Runtime's own
+    per-session overhead and no weights."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n in raw_names]
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in raw_names]
+    outs = [helper.make_tensor_value_info(f"{n}_out", TensorProto.FLOAT, None) for n in raw_names]
+    model = helper.make_model(helper.make_graph(nodes, "overhead", ins, outs))
+    onnx.save(model, out)
+    return out
+
+
+def resident(results: Path, model: str, rep: str, methods: list[str]) -> None:
+    """Resident growth of each artifact's session (a fresh process each), net of ONNX Runtime's
+    per-session overhead, against FP32's; beside the initializers' bytes in the file."""
+    import onnx
+
     from quantbench.data.rawrows import load_raw_rows
+
+    raw = results / "data" / rep / "test_raw.npz"
+    names = [k for k, v in load_raw_rows(raw).feeds().items() if v.dtype.kind == "f"]
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = _one_node(names, Path(tmp) / "overhead.onnx")
+        base = {p: _grown(empty, raw, p) for p in ("on", "off")}
+    overhead = base["on"] / 2**20
+    print(f"\nresident: growth of the resident set from opening a session and running it on one "
+          f"row (a fresh process each, freed heap handed back first), net of ONNX Runtime's "
+          f"per-session overhead ({overhead:.2f} MiB for a one-node graph), MiB")  # fmt: skip
+    rows = {}
+    for method in ("fp32", *methods):
+        path = results / "deploy" / model / rep / method / "model.onnx"
+        stored = sum(
+            onnx.numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer
+        )
+        net = {p: _grown(path, raw, p) - base[p] for p in ("on", "off")}
+        rows[method] = (net["on"], net["off"], stored)
+    ref = rows["fp32"]
+    for method, (on, off, stored) in rows.items():
+        print(f"  onnxruntime {method:16s} prepacked (as timed) {on / 2**20:7.2f} "
+              f"({on / ref[0]:.3f}x FP32); prepacking off {off / 2**20:7.2f} "
+              f"({off / ref[1]:.3f}x); initializers in the file {stored / 2**20:7.2f} "
+              f"({stored / ref[2]:.3f}x)")  # fmt: skip
+
+
+def sides(results: Path, model: str, rep: str, methods: list[str]) -> tuple[dict, dict, dict]:
+    """(factories, inputs, integer kernels) of every side; torch FP32 first. The ONNX Runtime
+    sides run each artifact's model graph on the preprocessed rows torch takes (like for like,
+    as the workflow's time step does)."""
+    from quantbench.data.dataset import load_dataset
     from quantbench.measure.harness import BLOCKS, LAYOUTS, RotatingCopies
-    from quantbench.measure.ort import RotatingSessions, RowFeeds, optimized_ops, quantized_ops
+    from quantbench.measure.ort import (
+        MODEL_INPUT,
+        RotatingSessions,
+        RowFeeds,
+        model_part,
+        optimized_ops,
+        quantized_ops,
+    )
     from quantbench.quant.loader import load_model
 
     ds = load_dataset(results / "data" / rep / "dataset.npz")
-    feeds = RowFeeds(load_raw_rows(results / "data" / rep / "test_raw.npz").feeds())
+    feeds = RowFeeds({MODEL_INPUT: ds.x_test})
     make, inputs, kernels = {}, {}, {}
     for i, method in enumerate(("fp32", *(m for m in TORCH_METHODS if m in methods))):
         loaded = load_model(results / "models" / model / rep / f"{method}.pt", expect=ds)
         make[f"torch {method}"] = RotatingCopies(loaded.module, seed=i)
     for method in ("fp32", *methods):
-        onnx = results / "deploy" / model / rep / method / "model.onnx"
-        if not onnx.is_file():
-            sys.exit(f"{onnx}: no artifact; run the workflow with deploy.export: true")
+        onnx = artifact(results, model, rep, method)
         name = f"onnxruntime {method}"
-        make[name] = RotatingSessions(onnx, LAYOUTS, BLOCKS)
+        make[name] = RotatingSessions(model_part(onnx), LAYOUTS, BLOCKS)
         inputs[name] = feeds
         kernels[name] = quantized_ops(optimized_ops(onnx)) or {"FP32 kernels only": 0}
     return make, inputs, kernels | {"x": ds.x_test}
+
+
+def artifact(results: Path, model: str, rep: str, method: str) -> Path:
+    onnx = results / "deploy" / model / rep / method / "model.onnx"
+    if not onnx.is_file():
+        sys.exit(f"{onnx}: no artifact; run the workflow with deploy.export: true")
+    return onnx
+
+
+def end_to_end(results: Path, model: str, rep: str, methods: list[str], cfg) -> None:
+    """Each whole artifact on its own: raw rows through its preprocessing, every output."""
+    import numpy as np
+
+    from quantbench.data.rawrows import load_raw_rows
+    from quantbench.measure.harness import rows_at, solo_figures
+    from quantbench.measure.ort import RowFeeds, SessionRunner, open_session
+
+    feeds = RowFeeds(load_raw_rows(results / "data" / rep / "test_raw.npz").feeds())
+    n = len(feeds)
+    rows = rows_at(feeds, np.arange(cfg.latency_samples) % n)
+    batch = rows_at(feeds, np.arange(cfg.batch_size) % n)
+    print("\nend to end (each whole artifact on its own: raw rows in, every output out)")
+    for method in ("fp32", *methods):
+        runner = SessionRunner(open_session(artifact(results, model, rep, method)), output=None)
+        fig = solo_figures(runner, rows, batch, cfg.latency_samples, cfg.throughput_repeats, cfg)
+        print(f"  onnxruntime {method:16s} batch 1 {fig['latency_ms_p50']:.4f} ms, "
+              f"batch {cfg.batch_size} {fig['pass_ms_p50']:.3f} ms")  # fmt: skip
 
 
 def main() -> None:
@@ -87,6 +203,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=400, help="full batches per side, in total")
     ap.add_argument("--cores", default="4", help="for the workflow run without RESULTS_DIR")
     ap.add_argument("--configfile", default=None, help="for the workflow run without RESULTS_DIR")
+    ap.add_argument("--resident", action="store_true", help="also each session's resident growth")
     args = ap.parse_args()
     results = args.results or run_workflow(args.cores, args.configfile)
 
@@ -126,6 +243,9 @@ def main() -> None:
             ops = ", ".join(f"{k} ×{v}" if v else k for k, v in kernels.get(side, {}).items())
             ms = sorted(times)[len(times) // 2]
             print(f"  {side:28s} {ms:9.4f} ms  {cells[0]:>20s}  {cells[1]:>20s}  {ops}")
+    end_to_end(results, args.model, args.replicate, args.methods, cfg)
+    if args.resident:
+        resident(results, args.model, args.replicate, args.methods)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,52 @@ from onnx import TensorProto, helper, numpy_helper
 
 from quantbench.data.rawrows import RawRows, save_raw_rows
 from quantbench.measure.harness import TimingConfig, paired_rounds, round_order
-from quantbench.measure.ort import RotatingSessions, RowFeeds, optimized_ops, quantized_ops
+from quantbench.measure.ort import (
+    RotatingSessions,
+    RowFeeds,
+    model_part,
+    open_session,
+    optimized_ops,
+    quantized_ops,
+)
 from quantbench.report.facts import load_schema, load_timing
 from tests.measure.test_timing import FEATURES, _checkpoints, _run
 
 CLASSES = 3
 
 
-def _fp32_graph(path, features=FEATURES, seed=0):
-    """numeric (n, features) -> MatMul -> logits (n, 3)."""
-    w = np.random.default_rng(seed).normal(size=(features, CLASSES)).astype(np.float32)
+MEAN = 0.5  # the stand-in preprocessing: features = numeric - MEAN
+
+
+def _artifact(path, name, model_nodes, inits, features=FEATURES):
+    """An artifact's layout: numeric -> Sub (preprocessing) -> features -> the model's nodes ->
+    logits -> Softmax (probabilities) and ArgMax (label)."""
+    nodes = [
+        helper.make_node("Sub", ["numeric", "mean"], ["features"]),
+        *model_nodes,
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+    ]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["numeric", "w"], ["logits"])],
-        "fp32",
+        nodes,
+        name,
         [helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["n", features])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES])],
-        [numpy_helper.from_array(w, "w")],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", CLASSES]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["n"]),
+        ],
+        [numpy_helper.from_array(np.array(MEAN, np.float32), "mean"), *inits],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return str(path)
+
+
+def _fp32_graph(path, features=FEATURES, seed=0):
+    """numeric (n, features) -> features -> MatMul -> logits (n, 3), with the head."""
+    w = np.random.default_rng(seed).normal(size=(features, CLASSES)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["features", "w"], ["logits"])]
+    return _artifact(path, "fp32", nodes, [numpy_helper.from_array(w, "w")], features)
 
 
 def _qdq_graph(path, features=FEATURES):
@@ -41,20 +68,12 @@ def _qdq_graph(path, features=FEATURES):
         numpy_helper.from_array(np.array(128, np.uint8), "xz"),
     ]
     nodes = [
-        helper.make_node("QuantizeLinear", ["numeric", "xs", "xz"], ["xq"]),
+        helper.make_node("QuantizeLinear", ["features", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
         helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
         helper.make_node("MatMul", ["xd", "wd"], ["logits"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "qdq",
-        [helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["n", features])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return str(path)
+    return _artifact(path, "qdq", nodes, inits, features)
 
 
 class Recorder(torch.nn.Module):
@@ -96,10 +115,22 @@ def test_sessions_run_in_the_same_rounds_on_the_same_rows(tmp_path):
     assert sessions.count == 4
 
 
+def test_model_part_is_the_model_graph_alone_and_computes_what_the_artifact_does(tmp_path):
+    path = _fp32_graph(tmp_path / "fp32.onnx")
+    part = open_session(model_part(path))
+    assert [i.name for i in part.get_inputs()] == ["features"]
+    assert [o.name for o in part.get_outputs()] == ["logits"]
+    assert {n.op_type for n in onnx.load_from_string(model_part(path)).graph.node} == {"MatMul"}
+    raw = np.random.default_rng(3).normal(size=(6, FEATURES)).astype(np.float32)
+    whole = open_session(path).run(["logits"], {"numeric": raw})[0]
+    alone = part.run(None, {"features": raw - np.float32(MEAN)})[0]
+    np.testing.assert_allclose(alone, whole, rtol=1e-6, atol=1e-6)
+
+
 def test_optimized_graph_shows_the_fused_integer_kernel(tmp_path):
     fp32 = optimized_ops(_fp32_graph(tmp_path / "fp32.onnx"))
     qdq = optimized_ops(_qdq_graph(tmp_path / "qdq.onnx"))
-    assert fp32 == {"MatMul": 1} and quantized_ops(fp32) == {}
+    assert fp32["MatMul"] == 1 and quantized_ops(fp32) == {}
     fused = quantized_ops(qdq)
     assert "MatMul" not in qdq and "DequantizeLinear" not in qdq
     assert set(fused) & {"QLinearMatMul", "com.microsoft:QGemm", "MatMulIntegerToFloat",
@@ -125,9 +156,14 @@ def test_time_step_times_both_artifacts_and_the_record_passes_its_schema(tmp_pat
     assert ort["session_options"]["intra_op_num_threads"] == 1
     assert ort["session_options"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
     assert ort["reference"]["quantized_ops"] == {} and ort["candidate"]["quantized_ops"]
+    assert "model graph" in ort["input"]
     for r in doc["rounds"]:
         assert len(r["order"]) == 4
         assert len(r["ort_candidate"]["latency_ms"]) == 2 and len(r["ort_reference"]["pass_ms"])
+    whole = ort["end_to_end"]
+    for side in ("reference", "candidate"):
+        assert whole[side]["latency_ms_p50"] > 0 and whole[side]["pass_ms_p50"] > 0
+        assert whole[side]["batch_size"] == doc["settings"]["batch_size"]
     path = tmp_path / "timing" / "mlp" / "rtn_w4.json"
     assert load_timing(str(path), load_schema("timing")).record["onnxruntime"] == ort
 

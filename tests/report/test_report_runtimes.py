@@ -102,7 +102,9 @@ def test_recommendation_names_the_runtime_and_the_artifact(tmp_path: Path) -> No
     )
     assert ort_gptq["kernels"] == "com.microsoft:MatMulNBits ×3 (accuracy_level 4, bits 4)"
     assert "| runtime |" in out["md"] and "ONNX Runtime 1.32.0" in out["md"]
-    assert "raw feature rows" in out["md"]
+    assert "model graph" in out["md"]
+    # the whole artifact's own figures, in the deployable-artifacts section
+    assert "| mlp | ptq_static | 0.0150 | 512 | 0.400 | 1,280,000 |" in out["md"]
 
 
 def test_a_method_failing_parity_is_recommended_in_no_runtime(tmp_path: Path) -> None:

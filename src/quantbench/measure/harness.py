@@ -226,6 +226,26 @@ def paired_rounds(
     return rounds
 
 
+def solo_figures(
+    module: Any, rows: Any, batch: Any, calls: int, passes: int, cfg: TimingConfig
+) -> dict[str, Any]:
+    """Median milliseconds of one callable on its own, not paired with anything: ``calls``
+    batch-1 calls over ``rows`` and ``passes`` passes over ``batch``, after ``cfg.warmup`` of
+    each, with ``cfg.threads`` threads. For absolute figures that no ratio is taken of."""
+    with _timing_conditions(cfg.threads):
+        warm_calls(module, rows, cfg.warmup)
+        warm_passes(module, batch, cfg.warmup)
+        latency = call_ms(module, rows[:calls])
+        times = pass_ms(module, batch, passes)
+    return {
+        "latency_ms_p50": float(np.median(latency)),
+        "pass_ms_p50": float(np.median(times)),
+        "calls": len(latency),
+        "passes": passes,
+        "batch_size": len(batch),
+    }
+
+
 def _time_round(
     make: Mapping[str, Factory],
     order: tuple[str, ...],

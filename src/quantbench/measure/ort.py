@@ -59,12 +59,28 @@ def session_options(optimized_path: str | None = None) -> tuple[Any, dict[str, A
     return opts, settings
 
 
-def open_session(onnx_path: str | Path) -> Any:
-    """An InferenceSession of ``onnx_path`` with :func:`session_options`."""
+def open_session(onnx_path: str | Path | bytes) -> Any:
+    """An InferenceSession of ``onnx_path`` (or a serialized model) with
+    :func:`session_options`."""
     import onnxruntime as ort
 
     opts, _ = session_options()
-    return ort.InferenceSession(str(onnx_path), opts, providers=list(PROVIDERS))
+    source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+    return ort.InferenceSession(source, opts, providers=list(PROVIDERS))
+
+
+MODEL_INPUT, MODEL_OUTPUT = "features", "logits"
+
+
+def model_part(onnx_path: str | Path) -> bytes:
+    """The model graph inside an artifact, serialized: input ``features`` (rows as the
+    workflow's preprocessing made them, what the torch model takes), output ``logits``, without
+    the in-graph preprocessing and the softmax/argmax head (``onnx.utils.Extractor``)."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))  # types of features
+    return Extractor(model).extract_model([MODEL_INPUT], [MODEL_OUTPUT]).SerializeToString()
 
 
 def runtime_facts() -> dict[str, Any]:
@@ -126,11 +142,12 @@ def quantized_ops(ops: dict[str, int]) -> dict[str, int]:
 
 
 class SessionRunner:
-    """A session called like a module: ``runner(feeds)`` runs it and returns the logits."""
+    """A session called like a module: ``runner(feeds)`` runs it and returns ``output`` (with
+    ``output=None``: every output is computed and fetched, the first returned)."""
 
-    def __init__(self, session: Any, output: str = "logits") -> None:
+    def __init__(self, session: Any, output: str | None = "logits") -> None:
         self.session = session
-        self.outputs = [output]
+        self.outputs = None if output is None else [output]
 
     def __call__(self, feeds: RowFeeds) -> Any:
         return self.session.run(self.outputs, feeds.arrays)[0]
@@ -158,7 +175,7 @@ class RotatingSessions:
     kind, ``copies`` sessions of their own (each holds its own prepacked weights at its own
     addresses), handed out in turn, so that a session only ever runs one batch size."""
 
-    def __init__(self, onnx_path: str | Path, copies: int, blocks: tuple[str, ...]) -> None:
+    def __init__(self, onnx_path: str | Path | bytes, copies: int, blocks: tuple[str, ...]) -> None:
         self.pools = {
             b: [SessionRunner(open_session(onnx_path)) for _ in range(copies)] for b in blocks
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from quantbench.core.files import read_json, write_json
@@ -18,7 +19,9 @@ from quantbench.measure.harness import (
     RotatingCopies,
     TimingConfig,
     paired_rounds,
+    rows_at,
     set_threads,
+    solo_figures,
 )
 from quantbench.quant.loader import LoadedModel, load_model
 from quantbench.training.checkpoint import CheckpointError
@@ -78,32 +81,55 @@ def _artifact_side(onnx_path: str) -> dict[str, Any]:
 
 
 def _ort_sides(
-    artifacts: dict[str, str], raw_test_path: str, test_rows: int
+    artifacts: dict[str, str], x: torch.Tensor
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(session factories, raw-row inputs, the record's ``onnxruntime`` block) of the two
-    artifacts; the raw rows must be the test split's, row for row."""
-    from quantbench.data.rawrows import load_raw_rows
-    from quantbench.measure.ort import RotatingSessions, RowFeeds, runtime_facts
+    """(session factories, inputs, the record's ``onnxruntime`` block) of the two artifacts'
+    model graphs: like the torch sides, they take the preprocessed test rows and give logits."""
+    from quantbench.measure.ort import (
+        MODEL_INPUT,
+        RotatingSessions,
+        RowFeeds,
+        model_part,
+        runtime_facts,
+    )
 
-    raw = load_raw_rows(raw_test_path)
-    if len(raw) != test_rows:
-        raise ValueError(
-            f"{raw_test_path}: {len(raw)} raw test rows, the dataset has {test_rows}; rerun "
-            "the preprocess step"
-        )
-    make = {s: RotatingSessions(artifacts[s], LAYOUTS, BLOCKS) for s in ORT_SIDES}
-    feeds = RowFeeds(raw.feeds())
+    make = {s: RotatingSessions(model_part(artifacts[s]), LAYOUTS, BLOCKS) for s in ORT_SIDES}
+    feeds = RowFeeds({MODEL_INPUT: x.numpy()})
     block = {
         **runtime_facts(),
-        "input": "raw feature rows through the artifact's in-graph preprocessing",
+        "input": "the artifact's model graph (features in, logits out) on the rows the torch "
+        "sides take; preprocessing and head timed apart (end_to_end)",
         **{ORT_SIDES[s]: _artifact_side(artifacts[s]) for s in ORT_SIDES},
         "sessions_per_side": make["ort_candidate"].count,
     }
     return make, dict.fromkeys(ORT_SIDES, feeds), block
 
 
+def _end_to_end(artifacts: dict[str, str], raw_test_path: str, cfg: TimingConfig, rows: int):
+    """Each whole artifact on its own (raw rows in, every output out): absolute medians."""
+    from quantbench.data.rawrows import load_raw_rows
+    from quantbench.measure.ort import RowFeeds, SessionRunner, open_session
+
+    raw = load_raw_rows(raw_test_path)
+    if len(raw) != rows:
+        raise ValueError(
+            f"{raw_test_path}: {len(raw)} raw test rows, the dataset has {rows}; rerun "
+            "the preprocess step"
+        )
+    feeds = RowFeeds(raw.feeds())
+    calls = max(cfg.latency_samples // 4, 1)
+    passes = max(cfg.throughput_repeats // 4, 1)
+    call_rows = rows_at(feeds, np.arange(calls) % rows)
+    batch = rows_at(feeds, np.arange(cfg.batch_size) % rows)
+    out = {}
+    for side, name in ORT_SIDES.items():
+        runner = SessionRunner(open_session(artifacts[side]), output=None)
+        out[name] = solo_figures(runner, call_rows, batch, calls, passes, cfg)
+    return {"input": "raw feature rows; every output (logits, probabilities, label)", **out}
+
+
 def _add_runtimes(
-    make: dict[str, Any], artifacts: dict[str, str] | None, raw_test_path: str | None, rows: int
+    make: dict[str, Any], artifacts: dict[str, str] | None, raw_test_path: str | None, x
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Add the ONNX Runtime sides to ``make`` when there are artifacts; (their inputs, the
     record's ``runtimes`` and ``onnxruntime`` fields)."""
@@ -111,7 +137,7 @@ def _add_runtimes(
         return {}, {"runtimes": ["torch"]}
     if raw_test_path is None:
         raise ValueError("timing ONNX artifacts needs the raw test rows (raw_test_path)")
-    ort_make, inputs, block = _ort_sides(artifacts, raw_test_path, rows)
+    ort_make, inputs, block = _ort_sides(artifacts, x)
     make |= ort_make
     return inputs, {"runtimes": ["torch", "onnxruntime"], "onnxruntime": block}
 
@@ -133,7 +159,11 @@ def run_timing(
 
     With ``artifacts`` (``{"ort_reference": fp32 model.onnx, "ort_candidate": the method's}``)
     and the replicate's raw test rows, both artifacts are timed too, as ONNX Runtime sessions
-    fed the raw rows, in the same rounds (sides ``ort_reference``, ``ort_candidate``).
+    in the same rounds (sides ``ort_reference``, ``ort_candidate``). Like for like: those sides
+    run each artifact's model graph on the rows the torch sides take (the preprocessed test
+    rows, logits out), so a speed-up compares the same work. Each whole artifact (raw rows
+    through its in-graph preprocessing, logits, probabilities and label out) is then timed on
+    its own, for the record's absolute ``onnxruntime.end_to_end`` figures.
 
     Loading the candidate sets the int8 engine its checkpoint names. The record also holds the
     process's peak RSS (both models, their ``LAYOUTS`` copies per block kind, the data and
@@ -151,8 +181,12 @@ def run_timing(
         "reference": RotatingCopies(ref.module, seed=0),
         "candidate": RotatingCopies(cand.module, seed=1),
     }
-    inputs, runtimes = _add_runtimes(make, artifacts, raw_test_path, x.shape[0])
+    inputs, runtimes = _add_runtimes(make, artifacts, raw_test_path, x)
     rounds = paired_rounds(make, x, cfg, inputs=inputs)
+    if artifacts and raw_test_path is not None:
+        runtimes["onnxruntime"]["end_to_end"] = _end_to_end(
+            artifacts, raw_test_path, cfg, x.shape[0]
+        )
     facts = cpu_facts()
     write_json(
         timing_out,

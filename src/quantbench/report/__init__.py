@@ -90,7 +90,11 @@ def summarize(
     if verdicts:
         rec = deploy.add_artifacts(rec, verdicts, left)
         md, csv = render_markdown(rows, rec), deploy.add_csv_columns(csv, verdicts)
-        md += "\n" + "\n".join(deploy.render_parity(verdicts, parity_cfg, rec)) + "\n"
+        section = [
+            *deploy.render_parity(verdicts, parity_cfg, rec),
+            *deploy.render_end_to_end(rows),
+        ]
+        md += "\n" + "\n".join(section) + "\n"
     figures = deploy.figures_records(figures_paths, by_model, parity, verdicts)
     for r in (r for rs in by_model.values() for r in rs):
         write_json(Path(metrics_dir) / r["model"] / f"{r['method']}.json", r)

@@ -161,6 +161,35 @@ def render_parity(
     return lines
 
 
+def render_end_to_end(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The Markdown lines: each artifact timed whole (raw rows in, every output out)."""
+    timed = [
+        (model, r) for model, rs in rows.items() for r in rs
+        if r.get("runtime") == "onnxruntime" and (r.get("runtimes") or {}).get("onnxruntime")
+        and r["runtimes"]["onnxruntime"].get("end_to_end")
+    ]  # fmt: skip
+    if not timed:
+        return []
+    lines = [
+        "",
+        "End to end in ONNX Runtime, as deployed: raw feature rows through the artifact's "
+        "preprocessing, logits, probabilities and label fetched (the timed replicate's "
+        "artifact, timed on its own after the paired rounds; the table's ONNX Runtime speed "
+        "figures time the model graph alone, like for like with torch).",
+        "",
+        "| model | method | batch 1, median ms | rows per pass | per pass, median ms | rows/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, r in timed:
+        e = r["runtimes"]["onnxruntime"]["end_to_end"]
+        rate = e["batch_size"] / (e["pass_ms_p50"] / 1000)
+        lines.append(
+            f"| {model} | {r['method']} | {e['latency_ms_p50']:.4f} | {e['batch_size']} | "
+            f"{e['pass_ms_p50']:.3f} | {rate:,.0f} |"
+        )
+    return lines
+
+
 def add_csv_columns(text: str, verdicts: dict[tuple[str, str], dict]) -> str:
     """summary.csv with ``parity`` (ok / below threshold) and ``artifact`` columns appended."""
     rows = list(csv.reader(io.StringIO(text)))

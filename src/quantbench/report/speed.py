@@ -111,7 +111,8 @@ def runtimes_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[st
     figures = [side_figures(t, side) for t in jobs]
     first = jobs[0].record
     ort = first["onnxruntime"]
-    art = ort["reference" if method == REFERENCE else "candidate"]
+    key = "reference" if method == REFERENCE else "candidate"
+    art = ort[key]
     batch = int(first["settings"]["batch_size"])
     same = reference_speedups(batch) if method == REFERENCE else speedups(jobs[0], cfg, *ORT_SIDES)
     return {
@@ -127,5 +128,6 @@ def runtimes_block(facts: ModelFacts, method: str, cfg: ReportConfig) -> dict[st
             "quantized_ops": art["quantized_ops"],
             "kernel_attributes": art.get("kernel_attributes", {}),
             "ops": art["ops"],
+            "end_to_end": (ort.get("end_to_end") or {}).get(key),
         }
     }
