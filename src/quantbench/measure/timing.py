@@ -3,6 +3,7 @@ in paired rounds (:mod:`quantbench.measure.harness`), the timing record out."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from quantbench.training.checkpoint import CheckpointError
 TIMING_FORMAT = "quantbench-timing"
 TIMING_VERSION = 1
 # The ONNX Runtime sides of a timing job: FP32's artifact and the method's, same replicate.
+E2E_WARMUP = 20  # untimed calls and passes before each whole artifact's own figures
 ORT_SIDES = {"ort_reference": "reference", "ort_candidate": "candidate"}
 
 
@@ -119,6 +121,7 @@ def _end_to_end(artifacts: dict[str, str], raw_test_path: str, cfg: TimingConfig
     feeds = RowFeeds(raw.feeds())
     calls = max(cfg.latency_samples // 4, 1)
     passes = max(cfg.throughput_repeats // 4, 1)
+    cfg = replace(cfg, warmup=min(cfg.warmup, E2E_WARMUP))
     call_rows = rows_at(feeds, np.arange(calls) % rows)
     batch = rows_at(feeds, np.arange(cfg.batch_size) % rows)
     out = {}
