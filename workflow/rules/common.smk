@@ -339,7 +339,8 @@ def on_gpu(rule, wildcards):
 
 def get_group(rule):
     """A job's group when GPUs are asked for: the quantize and score jobs of a method that runs
-    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone.
+    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone. The
+    score job's export and parity check (deploy.export) run on the CPU, so no GPU waits on them.
     """
 
     def group(wildcards):
