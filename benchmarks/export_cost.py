@@ -1,19 +1,22 @@
-"""What the deploy steps cost a workflow run: per rule and method, and per export phase.
+"""What exporting and checking the artifacts costs a workflow run: per rule, per method, per phase.
 
-Two parts, both from one finished run's ``RESULTS`` folder:
+Three parts, from one finished run's ``RESULTS`` folder and its ``logs`` folder beside it:
 
 1. the Snakemake benchmark records (``RESULTS/benchmarks/{rule}/.../*.tsv``): per rule the jobs,
-   wall seconds and CPU seconds summed, and for ``export_model`` and ``check_parity`` the same per
-   method (the last path part), so the deploy steps' share of the run is read off one table;
-2. each checkpoint of one replicate (``RESULTS/models/{model}/{rep}/{method}.pt``) exported in a
-   fresh Python process, as the ``export_model`` job does, timed phase by phase (wall and CPU
-   seconds of that process): ``import torch``, importing ``quantbench.deploy.graph`` and the
-   loader, loading the checkpoint, the first ``export_graph`` call (the exporter's one-off
-   start-up included) and a second call on the same checkpoint (the exporter warm).
+   wall seconds and CPU seconds summed;
+2. the score jobs' own ``part seconds`` lines (``logs/score/...``, see ``score_logs.py``): with
+   ``deploy.export`` a score job also exports its variant and checks its parity, and logs the
+   wall seconds of each part; per method and in total, with the share of export and parity in
+   the score jobs' and in all jobs' summed wall time;
+3. each checkpoint of one replicate (``RESULTS/models/{model}/{rep}/{method}.pt``) exported in a
+   fresh Python process, timed phase by phase (wall and CPU seconds of that process):
+   ``import torch``, importing ``quantbench.deploy.graph`` and the loader, loading the
+   checkpoint, the first ``export_graph`` call (the exporter's one-off start-up included) and a
+   second call on the same checkpoint (the exporter warm).
 
 Usage (after e.g. ``snakemake --cores 2`` with the default config, on an otherwise idle machine)::
 
-    python benchmarks/export_cost.py results [--rep seed42]
+    python benchmarks/export_cost.py results [--rep seed42] [--logs logs]
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from score_logs import PARTS, part_seconds, per_method, totals
 
 PHASES = ("import torch", "import deploy", "load", "export 1st", "export 2nd")
 
@@ -48,27 +53,44 @@ print(json.dumps([[b[0] - a[0], b[1] - a[1]] for a, b in zip(marks, marks[1:])])
 """
 
 
-def rule_totals(results: Path) -> None:
-    """Jobs, wall s and CPU s per rule (and per method for the deploy rules)."""
+def rule_totals(results: Path) -> dict[str, list[float]]:
+    """Jobs, wall s and CPU s per rule, printed and returned."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = tsv.relative_to(results / "benchmarks").parts[0]
         with tsv.open(encoding="utf-8") as f:
             row = next(csv.DictReader(f, delimiter="\t"))
-        keys = [rule]
-        if rule in ("export_model", "check_parity"):
-            keys.append(f"{rule} {tsv.stem}")
-        for key in keys:
-            totals[key][0] += 1
-            totals[key][1] += float(row["s"])
-            totals[key][2] += float(row["cpu_time"])
+        totals[rule][0] += 1
+        totals[rule][1] += float(row["s"])
+        totals[rule][2] += float(row["cpu_time"])
     print(f"{'rule':<36} {'jobs':>5} {'wall s':>9} {'CPU s':>9}")
-    for key in sorted(totals):
-        jobs, wall, cpu = totals[key]
-        print(f"{key:<36} {jobs:>5} {wall:>9.1f} {cpu:>9.1f}")
-    cpu_all = sum(v[2] for k, v in totals.items() if " " not in k)
-    deploy = sum(totals[r][2] for r in ("export_model", "check_parity"))
-    print(f"deploy CPU share: {deploy:.1f} of {cpu_all:.1f} CPU s ({100 * deploy / cpu_all:.1f} %)")
+    for rule in sorted(totals):
+        jobs, wall, cpu = totals[rule]
+        print(f"{rule:<36} {jobs:>5} {wall:>9.1f} {cpu:>9.1f}")
+    return totals
+
+
+def score_parts(logs: Path, rules: dict[str, list[float]]) -> None:
+    """The score jobs' parts per method and in total, and the export and parity share."""
+    parts = part_seconds(logs)
+    if not parts:
+        print(f"\nno score logs with part seconds under {logs / 'score'}")
+        return
+    print(f"\nscore jobs' parts (wall s, from {logs / 'score'}):")
+    print(f"{'method':<24}" + "".join(f"{p:>10}" for p in PARTS))
+    for method, seconds in sorted(per_method(parts).items()):
+        print(f"{method:<24}" + "".join(f"{seconds.get(p, 0.0):>10.2f}" for p in PARTS))
+    summed = totals(parts)
+    print(f"{'all':<24}" + "".join(f"{summed[p]:>10.2f}" for p in PARTS))
+    deploy = summed["export"] + summed["parity"]
+    score_wall = rules.get("score", [0, 0.0, 0.0])[1]
+    all_wall = sum(v[1] for v in rules.values())
+    if score_wall and all_wall:
+        print(
+            f"export + parity: {deploy:.1f} s = {100 * deploy / score_wall:.1f} % of the score "
+            f"jobs' wall time ({score_wall:.1f} s) and {100 * deploy / all_wall:.1f} % of all "
+            f"jobs' ({all_wall:.1f} s)"
+        )
 
 
 def phases(results: Path, rep: str) -> None:
@@ -93,8 +115,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--rep", default="seed42", help="the replicate whose checkpoints to export")
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="the run's logs folder (default: RESULTS/../logs)"
+    )
     args = parser.parse_args()
-    rule_totals(args.results)
+    rules = rule_totals(args.results)
+    score_parts(args.logs or args.results.resolve().parent / "logs", rules)
     phases(args.results, args.rep)
 
 

@@ -200,18 +200,30 @@ def test_a_configured_csv_is_predicted_with_the_recommended_artifact(copy_of_don
     assert hits / len(rows) > 0.6
 
 
-def test_export_off_plans_no_deploy_jobs(tmp_path):
+def score_blocks(workdir: Path) -> list[str]:
+    """The score jobs of a dry run, as Snakemake prints them (input, output, ...)."""
+    proc = run_ok(workdir, "--dry-run", "--cores", "2")
+    return [b for b in re.split(r"\n(?=rule \w+:)", proc.stdout) if b.startswith("rule score:")]
+
+
+def test_export_off_writes_no_artifacts_and_reads_no_deploy_code(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
-    planned = planned_jobs(workdir)
-    assert planned[job_name("export_model", MODEL, REPS[0], "fp32")] == 1
+    blocks = score_blocks(workdir)
+    assert len(blocks) == len(REPS) * len(VARIANTS)
+    for block in blocks:  # by default the score job exports and checks its variant
+        assert "/model.onnx" in block and "results/parity/" in block
+        assert "src/quantbench/deploy/score_export.py" in block
     edit_config(workdir, lambda c: c.update(deploy={"export": False}))
     proc = snakemake(workdir, "--dry-run")  # ONNX Runtime is timed by default: no artifacts
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "config error" in line]
     assert proc.returncode != 0 and len(lines) == 1 and "runtimes: [torch]" in lines[0]
     edit_config(workdir, lambda c: c.update(runtimes=["torch"]))
-    planned = planned_jobs(workdir)
-    assert not [j for j in planned if j.startswith(("export_model", "check_parity"))]
-    assert planned["summarize"] == 1
+    blocks = score_blocks(workdir)
+    assert len(blocks) == len(REPS) * len(VARIANTS)
+    for block in blocks:
+        assert "results/deploy/" not in block and "results/parity/" not in block
+        assert "src/quantbench/deploy/" not in block and "test_raw.npz" not in block
+    assert planned_jobs(workdir)["summarize"] == 1
 
 
 def test_unchanged_rerun_does_nothing(done):
@@ -244,24 +256,22 @@ def copy_of_done(done, tmp_path) -> Path:
     return dest
 
 
-def deploy_jobs(models: list[str], reps: list[str], methods: list[str]) -> dict[str, int]:
-    """The export and parity jobs of these models, replicates and variants."""
-    return {
-        **jobs("export_model", models, reps, methods),
-        **jobs("check_parity", models, reps, methods),
-    }
-
-
-def method_jobs(method: str, reps: list[str] = REPS, deploy: bool = True) -> dict[str, int]:
-    """What one method variant's change reruns: its quantize, score, export and parity jobs (with
-    ``deploy``, as deploy.export) in every replicate, its timing job and the summary."""
+def method_jobs(method: str, reps: list[str] = REPS) -> dict[str, int]:
+    """What one method variant's change reruns: its quantize and score jobs (the score job
+    re-exports and re-checks its artifact) in every replicate, its timing job and the summary."""
     return {
         **jobs("quantize", [MODEL], reps, [method]),
         **jobs("score", [MODEL], reps, [method]),
-        **(deploy_jobs([MODEL], reps, [method]) if deploy else {}),
         **jobs("time", [MODEL], [method]),
         "summarize": 1,
     }
+
+
+SCORE_AND_TIME = {
+    **jobs("score", [MODEL], REPS, VARIANTS),
+    **jobs("time", [MODEL], TINY_METHODS),
+    "summarize": 1,
+}
 
 
 def test_changing_one_variant_reruns_it_in_every_replicate_and_nothing_else(copy_of_done):
@@ -281,7 +291,6 @@ def test_adding_a_replicate_reruns_only_its_jobs(copy_of_done):
         **jobs("train_fp32", [MODEL], ["seed9"]),
         **jobs("quantize", [MODEL], ["seed9"], TINY_METHODS),
         **jobs("score", [MODEL], ["seed9"], VARIANTS),
-        **deploy_jobs([MODEL], ["seed9"], VARIANTS),
         "summarize": 1,
     }
 
@@ -312,28 +321,21 @@ def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
         ("quant/methods/rtn.py", method_jobs("rtn_w4")),
         ("quant/methods/gptq.py", method_jobs("gptq_w4")),
         ("report/stats.py", {"summarize": 1}),
-        ("measure/score.py", {**jobs("score", [MODEL], REPS, VARIANTS), "summarize": 1}),
+        # a score job also rewrites its artifact: the time jobs that time the artifacts rerun
+        ("measure/score.py", SCORE_AND_TIME),
         ("measure/timing.py", {**jobs("time", [MODEL], TINY_METHODS), "summarize": 1}),
         (
             "machine/kernels.py",  # named by int4.py: the weight-only kinds and the exporter
             {
                 **jobs("quantize", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
-                **jobs("score", [MODEL], REPS, VARIANTS),
-                **deploy_jobs([MODEL], REPS, VARIANTS),
-                **jobs("time", [MODEL], TINY_METHODS),
-                "summarize": 1,
+                **SCORE_AND_TIME,
             },
         ),
-        ("deploy/parity.py", {**jobs("check_parity", [MODEL], REPS, VARIANTS), "summarize": 1}),
-        # every artifact is re-exported, so every time job (it times the artifacts) reruns
-        (
-            "deploy/preprocess_graph.py",
-            {
-                **deploy_jobs([MODEL], REPS, VARIANTS),
-                **jobs("time", [MODEL], TINY_METHODS),
-                "summarize": 1,
-            },
-        ),
+        # the score jobs export and check (deploy.export): every artifact is rewritten, so every
+        # time job (it times the artifacts) reruns
+        ("deploy/parity.py", SCORE_AND_TIME),
+        ("deploy/score_export.py", SCORE_AND_TIME),
+        ("deploy/preprocess_graph.py", SCORE_AND_TIME),
         ("deploy/predict.py", {}),  # run by users, by no job
         ("measure/engines.py", {**PROBE, **method_jobs("ptq_dynamic")}),
         # the probe builds each engine's model with FX; its new record reruns the int8 jobs
@@ -345,8 +347,7 @@ def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
             {
                 **method_jobs("rtn_w4"),
                 **method_jobs("gptq_w4"),
-                **deploy_jobs([MODEL], REPS, VARIANTS),
-                **jobs("time", [MODEL], TINY_METHODS),
+                **SCORE_AND_TIME,
             },
         ),
     ],
@@ -362,7 +363,6 @@ def test_changing_model_settings_reruns_training_and_everything_after(copy_of_do
         **jobs("train_fp32", [MODEL], REPS),
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
         **jobs("score", [MODEL], REPS, VARIANTS),
-        **deploy_jobs([MODEL], REPS, VARIANTS),
         **jobs("time", [MODEL], TINY_METHODS),
         **PROBE,
         "summarize": 1,
@@ -377,7 +377,6 @@ def model_jobs(model: str, reps: list[str] = REPS, methods: list[str] = TINY_MET
         **jobs("train_fp32", [model], reps),
         **jobs("quantize", [model], reps, methods),
         **jobs("score", [model], reps, ["fp32", *methods]),
-        **deploy_jobs([model], reps, ["fp32", *methods]),
         **jobs("time", [model], methods),
     }
 
@@ -392,23 +391,23 @@ def test_changing_data_settings_reruns_everything(copy_of_done):
     edit_config(copy_of_done, lambda c: c["data"]["synthetic"].update(n_flows=1600))
     planned = planned_jobs(copy_of_done)
     assert {"generate_traffic", "summarize", *PROBE} <= set(planned)
-    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)  # + score, export, parity
+    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)  # preprocess, train, quantize, score
     assert sum(planned.values()) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
 
 
 def test_dag_and_rulegraph_are_valid_dot(done):
     import pydot
 
-    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)
+    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
     all_jobs = 4 + len(REPS) * per_rep + len(TINY_METHODS)  # generate, probe, summarize, all
-    for flag, count in (("--dag", all_jobs), ("--rulegraph", 11)):
+    for flag, count in (("--dag", all_jobs), ("--rulegraph", 9)):
         proc = run_ok(done, flag)
         (graph,) = pydot.graph_from_dot_data(proc.stdout)
         nodes = [n for n in graph.get_nodes() if n.get_name().isdigit()]
         assert len(nodes) == count, flag
         labels = " ".join(n.get("label") for n in nodes)
         rules = ("generate_traffic", "preprocess", "train_fp32", "probe_engine", "quantize")
-        for rule in (*rules, "score", "time", "export_model", "check_parity"):
+        for rule in (*rules, "score", "time"):
             assert rule in labels, (flag, rule)
         assert len(graph.get_edges()) >= count - 1
 
@@ -439,7 +438,7 @@ def declared_library_inputs(workdir: Path) -> dict[str, set[str]]:
 
 def test_every_job_declares_exactly_the_library_modules_it_ran(done):
     declared = declared_library_inputs(done)
-    per_rep = 2 + len(TINY_METHODS) + 3 * len(VARIANTS)
+    per_rep = 2 + len(TINY_METHODS) + len(VARIANTS)
     assert len(declared) == 3 + len(REPS) * per_rep + len(TINY_METHODS)
     for log, files in declared.items():
         text = (done / log).read_text()
@@ -751,7 +750,7 @@ def test_editing_the_fx_code_reruns_the_static_kinds_and_nothing_else(copy_of_in
     """A named engine: no probe code runs, so FX (ptq_static and qat only) reruns ptq_static's
     jobs, not the weight-only ones (rtn_w8_int8 on the int8 engine included)."""
     append_comment(copy_of_int4 / "src" / "quantbench" / "quant" / "ao" / "fx.py")
-    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"], deploy=False)
+    assert planned_jobs(copy_of_int4) == method_jobs("ptq_static", ["seed7"])
 
 
 def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_int4):
@@ -759,9 +758,17 @@ def test_editing_the_dynamic_int8_code_reruns_the_int8_weight_only_path(copy_of_
     # the weight-only kinds build any execution path from one module, so all of them rerun
     weight_only = [m for m in INT4_METHODS if m != "ptq_static"]
     expected = {
-        k: v for m in weight_only for k, v in method_jobs(m, ["seed7"], deploy=False).items()
+        k: v for m in weight_only for k, v in method_jobs(m, ["seed7"]).items()
     }  # the int4 run exports no artifacts
     assert planned_jobs(copy_of_int4) == expected
+
+
+def test_without_export_a_deploy_edit_reruns_nothing(copy_of_int4):
+    """deploy.export off: the score jobs run no deploy code, so none of it is their input."""
+    assert not list((copy_of_int4 / "results").glob("deploy/**/model.onnx"))
+    for module in ("deploy/artifact.py", "deploy/parity.py", "deploy/score_export.py"):
+        append_comment(copy_of_int4 / "src" / "quantbench" / module)
+    assert planned_jobs(copy_of_int4) == {}
 
 
 def test_a_named_engine_wins_without_a_probe_and_the_checkpoint_keeps_it(int4_done):
@@ -817,7 +824,6 @@ def test_a_torch_upgrade_reruns_the_probe_with_everything_torch_ran(copy_of_done
         **PROBE,
         **jobs("quantize", [MODEL], REPS, TINY_METHODS),
         **jobs("score", [MODEL], REPS, VARIANTS),
-        **deploy_jobs([MODEL], REPS, VARIANTS),
         **jobs("time", [MODEL], TINY_METHODS),
         "summarize": 1,
     }

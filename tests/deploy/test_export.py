@@ -1,7 +1,12 @@
-"""The export and parity steps on a real checkpoint: raw rows through the artifact match torch."""
+"""Export and parity check on a real checkpoint: raw rows through the artifact match torch; the
+score step with deploy.export does both in one process, as the separate steps do, and a failure
+leaves none of its four files."""
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,10 +15,13 @@ import torch
 from quantbench.core.files import read_json
 from quantbench.data.dataset import load_dataset
 from quantbench.data.preprocess import run_preprocess
+from quantbench.data.rawrows import load_raw_rows, save_raw_rows
 from quantbench.data.settings import DataConfig
 from quantbench.deploy.artifact import run_export
 from quantbench.deploy.manifest import read_manifest, sha256_file
 from quantbench.deploy.parity import run_parity
+from quantbench.deploy.score_export import DeployPaths, run_score_export
+from quantbench.measure.score import run_scoring
 from quantbench.models import resolve
 from quantbench.quant.loader import load_model
 from quantbench.training.checkpoint import save_checkpoint
@@ -100,3 +108,73 @@ def test_quantized_artifact_passes_its_parity_threshold(data: Path, tmp_path: Pa
     record = read_json(out)
     assert record["kind"] == kind and problems(record, ParityConfig()) == [], record
     assert read_manifest(folder).raw["method"]["kind"] == kind
+
+
+# ---------------------------------------------------------------- the score step exporting
+
+
+def paths(data: Path, out: Path, raw_test: Path | None = None) -> DeployPaths:
+    folder = out / "deploy" / "mlp" / "seed3" / "fp32"
+    return DeployPaths(
+        preprocessor=str(data / "preprocessor.joblib"),
+        card=str(data / "data_card.json"),
+        raw_test=str(raw_test or data / "test_raw.npz"),
+        onnx_out=str(folder / "model.onnx"),
+        manifest_out=str(folder / "manifest.json"),
+        parity_out=str(out / "parity.json"),
+    )
+
+
+def score_export(data: Path, ckpt: Path, out: Path, deploy: DeployPaths) -> None:
+    run_score_export(
+        str(ckpt), str(data / "dataset.npz"), None, "mlp", "seed3", str(out / "quality.json"),
+        deploy,
+    )  # fmt: skip
+
+
+def test_one_process_writes_what_the_separate_steps_write(data: Path, tmp_path: Path, caplog):
+    ckpt = fp32_checkpoint(data, "mlp", tmp_path / "fp32.pt")
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    deploy = paths(data, together)
+    with caplog.at_level(logging.INFO):
+        score_export(data, ckpt, together, deploy)
+    run_scoring(str(ckpt), str(data / "dataset.npz"), None, "mlp", "seed3",
+                str(apart / "quality.json"))  # fmt: skip
+    folder = apart / "deploy"
+    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    run_export(str(ckpt), pre, card, "mlp", "seed3", *(str(folder / n) for n in FILES))
+    run_parity(str(folder), str(ckpt), str(data / "dataset.npz"), str(data / "test_raw.npz"),
+               str(apart / "parity.json"))  # fmt: skip
+
+    assert read_json(together / "quality.json") == read_json(apart / "quality.json")
+    manifest = read_manifest(Path(deploy.onnx_out).parent)  # checks the ONNX file's SHA-256
+    assert manifest.raw["checkpoint_sha256"] == sha256_file(ckpt)
+    expected = {k: v for k, v in read_manifest(folder).raw.items() if k != "onnx_sha256"}
+    assert {k: v for k, v in manifest.raw.items() if k != "onnx_sha256"} == expected
+    parity, separate = read_json(deploy.parity_out), read_json(apart / "parity.json")
+    assert parity["artifact"] == str(Path(deploy.onnx_out).parent)
+    assert parity["onnx_sha256"] == manifest.onnx_sha256
+    assert parity["rows"] == 120 and parity["agreement"] == 1.0
+    same = ("rows", "agreeing_rows", "torch_accuracy", "artifact_accuracy", "raw_rows_sha256")
+    assert {k: parity[k] for k in same} == {k: separate[k] for k in same}
+    assert parity["max_abs_logit_diff"] == pytest.approx(separate["max_abs_logit_diff"], abs=1e-6)
+    line = re.search(r"part seconds: score=\S+ export=\S+ parity=\S+$", caplog.text, re.MULTILINE)
+    assert line, caplog.text
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failed_parity_check_leaves_none_of_the_four_files(data: Path, tmp_path: Path):
+    ckpt = fp32_checkpoint(data, "mlp", tmp_path / "fp32.pt")
+    rows = load_raw_rows(data / "test_raw.npz")
+    short = tmp_path / "short_raw.npz"  # one row fewer than the test split: parity refuses it
+    save_raw_rows(short, replace(rows, numeric=rows.numeric[1:], categorical=rows.categorical[1:]))
+    deploy = paths(data, tmp_path, raw_test=short)
+    outs = [tmp_path / "quality.json", Path(deploy.parity_out), Path(deploy.onnx_out),
+            Path(deploy.manifest_out)]  # fmt: skip
+    for path in outs:  # an earlier run's files must not survive beside a failure
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old")
+    with pytest.raises(ValueError, match="rows, the dataset's test split has 120"):
+        score_export(data, ckpt, tmp_path, deploy)
+    assert [p for p in outs if p.exists()] == []
+    assert not list(tmp_path.rglob("*.tmp"))

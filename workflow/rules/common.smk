@@ -163,26 +163,52 @@ def get_quantize_input(wildcards):
 
 
 def get_score_input(wildcards):
-    method = wildcards.method
+    """The checkpoint, the data and the library; when exporting, also what the export and the
+    parity check read (the preprocessor, unpickling which runs data/split.py, the data card and
+    the raw test rows) and their modules: a deploy edit then reruns the score jobs."""
+    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
     inputs = {
-        "checkpoint": checkpoint(wildcards.model, wildcards.rep, method),
-        "dataset": f"results/data/{wildcards.rep}/dataset.npz",
-        "lib": lib("measure/score.py"),
+        "checkpoint": checkpoint(model, rep, method),
+        "dataset": f"results/data/{rep}/dataset.npz",
+        "lib": method_lib(method, "measure/score.py"),
     }
     if method == "fp32":
-        inputs["info"] = (
-            f"results/models/{wildcards.model}/{wildcards.rep}/fp32.history.json"
-        )
+        inputs["info"] = f"results/models/{model}/{rep}/fp32.history.json"
     else:
-        inputs["info"] = (
-            f"results/models/{wildcards.model}/{wildcards.rep}/{method}.info.json"
-        )
-        inputs["lib"] = lib("measure/score.py", kind_file(kind_of(method)))
+        inputs["info"] = f"results/models/{model}/{rep}/{method}.info.json"
+    if exporting():
+        inputs |= {
+            "preprocessor": f"results/data/{rep}/preprocessor.joblib",
+            "card": f"results/data/{rep}/data_card.json",
+            "raw_test": f"results/data/{rep}/test_raw.npz",
+            "lib": method_lib(method, "deploy/score_export.py", "data/split.py"),
+        }
     return inputs
 
 
+def score_outputs():
+    """The score job's files: its quality record and, with deploy.export, the variant's
+    artifact and parity record, written by the same process (quantbench.deploy.score_export).
+    """
+    outputs = {"quality": "results/quality/{model}/{rep}/{method}.json"}
+    if exporting():
+        folder = artifact_dir("{model}", "{rep}", "{method}")
+        outputs |= {
+            "onnx": f"{folder}/model.onnx",
+            "manifest": f"{folder}/manifest.json",
+            "parity": "results/parity/{model}/{rep}/{method}.json",
+        }
+    return outputs
+
+
+def score_params():
+    """With deploy.export, the onnx, onnxruntime and torch versions: an upgrade re-exports."""
+    return {"deploy_versions": deploy_versions()} if exporting() else {}
+
+
 def deploy_versions():
-    """Recorded in params so that an onnx, onnxruntime or torch upgrade re-exports and re-checks."""
+    """Recorded in the score jobs' params when exporting, so that an onnx, onnxruntime or torch
+    upgrade re-exports and re-checks."""
     out = {}
     for name in ("onnx", "onnxruntime", "torch"):
         try:
@@ -205,31 +231,6 @@ def method_lib(method, *entries):
     if method == "fp32":
         return lib(*entries)
     return lib(*entries, kind_file(kind_of(method)))
-
-
-def get_export_model_input(wildcards):
-    """The checkpoint, the replicate's fitted preprocessor (unpickling it runs data/split.py) and
-    data card (the reader rules), and the library."""
-    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
-    return {
-        "checkpoint": checkpoint(model, rep, method),
-        "preprocessor": f"results/data/{rep}/preprocessor.joblib",
-        "card": f"results/data/{rep}/data_card.json",
-        "lib": method_lib(method, "deploy/artifact.py", "data/split.py"),
-    }
-
-
-def get_check_parity_input(wildcards):
-    model, rep, method = wildcards.model, wildcards.rep, wildcards.method
-    folder = artifact_dir(model, rep, method)
-    return {
-        "onnx": f"{folder}/model.onnx",
-        "manifest": f"{folder}/manifest.json",
-        "checkpoint": checkpoint(model, rep, method),
-        "dataset": f"results/data/{rep}/dataset.npz",
-        "raw_test": f"results/data/{rep}/test_raw.npz",
-        "lib": method_lib(method, "deploy/parity.py"),
-    }
 
 
 def artifact_files():
@@ -320,7 +321,8 @@ def get_time_input(wildcards):
 # GPUs on a cluster (slurm/config.yaml, docs/cluster.md). QUANTBENCH_SLURM_GPUS (h100:1, 1, ...,
 # as --gpus-per-node takes it) is asked for by the jobs that may run on CUDA and by them alone:
 # FP32 training and GPTQ's quantize jobs (uses_gpu). Each of those is submitted on its own; the
-# CPU chains keep one submission each (per replicate and method, quantization and scoring). With
+# CPU chains keep one submission each (per replicate and method, quantization and scoring, the
+# score job exporting and checking the artifact with deploy.export: CPU work as well). With
 # the variable unset the profile sets the groups and sbatch options, and none of this applies.
 SLURM_GPUS = os.environ.get("QUANTBENCH_SLURM_GPUS", "").strip()
 # the queue order the profile gives these jobs (slurm/config.yaml, "Order in the queue")
@@ -337,7 +339,8 @@ def on_gpu(rule, wildcards):
 
 def get_group(rule):
     """A job's group when GPUs are asked for: the quantize and score jobs of a method that runs
-    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone.
+    on the CPU share one; a job on a GPU, the data split and FP32's scoring stand alone. The
+    score job's export and parity check (deploy.export) run on the CPU, so no GPU waits on them.
     """
 
     def group(wildcards):
@@ -345,17 +348,6 @@ def get_group(rule):
         if not SLURM_GPUS or method == "fp32" or on_gpu("quantize", wildcards):
             return None
         return f"{method}_{wildcards.rep}"
-
-    return group
-
-
-def get_deploy_group():
-    """With GPUs asked for: a variant's export and parity jobs (CPU only) share one submission."""
-
-    def group(wildcards):
-        if not SLURM_GPUS:
-            return None
-        return f"deploy_{wildcards.method}_{wildcards.rep}"
 
     return group
 

@@ -87,9 +87,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(obj: Any) -> str:
+    """Pretty, key-sorted JSON (stable bytes for the same content), newline-terminated."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Pretty, key-sorted JSON (stable bytes for the same content)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """:func:`json_text` of ``obj`` written atomically."""
+    write_text(path, json_text(obj))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

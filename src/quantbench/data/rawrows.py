@@ -2,7 +2,7 @@
 
 The preprocess step stores the test split's rows before scaling and encoding (numeric values as
 float32 exactly as parsed, non-finite ones as NaN where the imputer fills them; categories as
-stripped strings), so the parity job can feed an artifact the raw rows a user would give it and
+stripped strings), so the parity check can feed an artifact the raw rows a user would give it and
 compare with the torch model on the same rows. numpy only: no pandas or scikit-learn needed.
 """
 

@@ -1,11 +1,12 @@
-"""The export step: one checkpoint -> ``deploy/{model}/{rep}/{method}/{model.onnx,manifest.json}``.
+"""The export: one checkpoint -> ``deploy/{model}/{rep}/{method}/{model.onnx,manifest.json}``.
 
 ``model.onnx`` is the preprocessing graph (raw ``numeric``/``categorical`` rows -> ``features``)
 merged with the method's model graph (``features`` -> ``logits``) and a head that adds
 ``probabilities`` (softmax) and ``label`` (argmax, int64). The model graph comes from
 :func:`quantbench.deploy.graph.export_graph`, which runs the method's own quantization; this
 module only joins, checks and writes. Both files are written together: after an error neither
-exists.
+exists. The workflow's score step exports with :func:`build_artifact` and :func:`serialize`
+(:mod:`quantbench.deploy.score_export`); :func:`run_export` exports one checkpoint on its own.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from quantbench.deploy.preprocess_graph import BATCH, Encoding, encoding_of, pre
 
 if TYPE_CHECKING:
     from quantbench.deploy.graph import ModelGraph
+    from quantbench.quant.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,18 @@ def manifest_record(
     }
 
 
+def serialize(
+    model: onnx.ModelProto, manifest: dict[str, Any], onnx_path: Path, manifest_path: Path
+) -> dict[str, Any]:
+    """Write both files as they are (no rename); the manifest gets the ONNX file's SHA-256.
+    Returns the manifest as written."""
+    onnx_path.write_bytes(model.SerializeToString())
+    manifest = {**manifest, "onnx_sha256": sha256_file(onnx_path)}
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    manifest_path.write_text(text + "\n", encoding="utf-8")
+    return manifest
+
+
 def write_artifact(
     model: onnx.ModelProto, manifest: dict[str, Any], onnx_out: Path, manifest_out: Path
 ) -> None:
@@ -144,26 +158,20 @@ def write_artifact(
     with contextlib.ExitStack() as stack:
         tmp_onnx = stack.enter_context(atomic_path(onnx_out))
         tmp_manifest = stack.enter_context(atomic_path(manifest_out))
-        tmp_onnx.write_bytes(model.SerializeToString())
-        manifest = {**manifest, "onnx_sha256": sha256_file(tmp_onnx)}
-        text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
-        tmp_manifest.write_text(text + "\n", encoding="utf-8")
+        serialize(model, manifest, tmp_onnx, tmp_manifest)
 
 
-def run_export(
+def build_artifact(
+    loaded: LoadedModel,
     checkpoint_path: str,
     preprocessor_path: str,
     card_path: str,
-    model: str,
-    replicate: str,
-    onnx_out: str,
-    manifest_out: str,
-) -> None:
-    """The export step: rebuild the checkpoint, export its graph, join, check and write."""
+    identity: dict[str, str],
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """A loaded checkpoint's artifact in memory: the checked ONNX model and its manifest (its
+    ``onnx_sha256`` is set when the file is written). ``identity``: ``model``, ``replicate``."""
     from quantbench.deploy.graph import export_graph
-    from quantbench.quant.loader import load_model
 
-    loaded = load_model(checkpoint_path)
     pre = joblib.load(preprocessor_path)
     enc = encoding_of(pre)
     if tuple(loaded.meta.get("feature_names", pre.feature_names)) != pre.feature_names:
@@ -175,10 +183,30 @@ def run_export(
     merged = assemble(enc, graph.model, len(pre.class_names))
     record = manifest_record(
         enc, graph, classes=pre.class_names, card=read_json(card_path), meta=loaded.meta,
-        identity={"model": model, "replicate": replicate},
-        checkpoint_sha256=sha256_file(checkpoint_path), onnx_sha256="",
+        identity=identity, checkpoint_sha256=sha256_file(checkpoint_path), onnx_sha256="",
     )  # fmt: skip
     for note in graph.notes:
         log.info("export note: %s", note)
+    return merged, record
+
+
+def run_export(
+    checkpoint_path: str,
+    preprocessor_path: str,
+    card_path: str,
+    model: str,
+    replicate: str,
+    onnx_out: str,
+    manifest_out: str,
+) -> None:
+    """Export one checkpoint on its own: rebuild it, export its graph, join, check and write
+    (the workflow exports in the score step, :mod:`quantbench.deploy.score_export`)."""
+    from quantbench.quant.loader import load_model
+
+    loaded = load_model(checkpoint_path)
+    merged, record = build_artifact(
+        loaded, checkpoint_path, preprocessor_path, card_path,
+        {"model": model, "replicate": replicate},
+    )  # fmt: skip
     write_artifact(merged, record, Path(onnx_out), Path(manifest_out))
     log.info("artifact written: %s, %s", onnx_out, manifest_out)

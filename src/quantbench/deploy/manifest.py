@@ -132,7 +132,7 @@ def read_manifest(artifact: str | os.PathLike[str], verify: bool = True) -> Mani
     if not path.is_file():
         raise ArtifactError(
             f"{folder}: no {MANIFEST_FILE}; point at an artifact folder "
-            "(results/deploy/<model>/<rep>/<method>/) made by the workflow's export step"
+            "(results/deploy/<model>/<rep>/<method>/) made by the workflow (deploy.export)"
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""The parity step: an artifact in ONNX Runtime against its torch model, on the same test rows.
+"""The parity check: an artifact in ONNX Runtime against its torch model, on the same test rows.
 
 The artifact is fed the replicate's test rows as raw features (``data/{rep}/test_raw.npz``), so
 its in-graph preprocessing is checked too; the torch model gets the same rows as the workflow
@@ -83,41 +83,60 @@ def _rows_fingerprint(rows: RawRows) -> str:
     return digest.hexdigest()
 
 
-def run_parity(
-    artifact_dir: str, checkpoint_path: str, dataset_path: str, raw_test_path: str, out: str
-) -> None:
-    """The parity step: score the artifact and its torch model, write the facts."""
-    manifest = read_manifest(artifact_dir)
-    ds, rows = load_dataset(dataset_path), load_raw_rows(raw_test_path)
+def check_rows(rows: RawRows, ds: Dataset, manifest: dict[str, Any], raw_test_path: str) -> None:
+    """The raw rows must be the dataset's test rows, in the artifact's input columns."""
     if len(rows) != len(ds.y_test):
         raise ValueError(
             f"{raw_test_path}: {len(rows)} rows, the dataset's test split has {len(ds.y_test)}; "
             "rerun the preprocess step"
         )
-    if rows.numeric_columns != manifest.numeric or rows.categorical_columns != manifest.categorical:
+    inputs = manifest["inputs"]
+    if rows.numeric_columns != tuple(inputs["numeric"]) or rows.categorical_columns != tuple(
+        inputs["categorical"]
+    ):
         raise ValueError(
             f"{raw_test_path}: its columns differ from the artifact's inputs; re-export it"
         )
-    reference = torch_logits(checkpoint_path, ds)
-    artifact = run_artifact(Path(artifact_dir) / MODEL_FILE, rows)
+
+
+def parity_record(
+    manifest: dict[str, Any],
+    onnx_path: str | Path,
+    artifact_dir: str,
+    reference: np.ndarray,
+    labels: np.ndarray,
+    rows: RawRows,
+) -> dict[str, Any]:
+    """The parity record of the artifact ``onnx_path`` (described by ``manifest``, the JSON as
+    written, and stored in ``artifact_dir``) against the torch logits ``reference``."""
+    artifact = run_artifact(onnx_path, rows)
     _, settings = session_options()
-    raw = manifest.raw
-    write_json(
-        out,
-        {
-            "format": PARITY_FORMAT,
-            "version": PARITY_VERSION,
-            "model": raw["model"]["name"],
-            "replicate": raw["replicate"],
-            "method": manifest.method,
-            "kind": raw["method"]["kind"],
-            "artifact": str(Path(artifact_dir)),
-            "onnx_sha256": manifest.onnx_sha256,
-            "checkpoint_sha256": raw["checkpoint_sha256"],
-            "raw_rows_sha256": _rows_fingerprint(rows),
-            "fallbacks": [x for x in raw["layers"] if x.get("fallback")],
-            **compare(reference, artifact, ds.y_test),
-            "session": settings,
-            "versions": tool_versions(),
-        },
-    )
+    return {
+        "format": PARITY_FORMAT,
+        "version": PARITY_VERSION,
+        "model": manifest["model"]["name"],
+        "replicate": manifest["replicate"],
+        "method": manifest["method"]["name"],
+        "kind": manifest["method"]["kind"],
+        "artifact": str(Path(artifact_dir)),
+        "onnx_sha256": manifest["onnx_sha256"],
+        "checkpoint_sha256": manifest["checkpoint_sha256"],
+        "raw_rows_sha256": _rows_fingerprint(rows),
+        "fallbacks": [x for x in manifest["layers"] if x.get("fallback")],
+        **compare(reference, artifact, labels),
+        "session": settings,
+        "versions": tool_versions(),
+    }
+
+
+def run_parity(
+    artifact_dir: str, checkpoint_path: str, dataset_path: str, raw_test_path: str, out: str
+) -> None:
+    """Check one written artifact on its own: score it and its torch model, write the facts
+    (the workflow checks in the score step, :mod:`quantbench.deploy.score_export`)."""
+    manifest = read_manifest(artifact_dir).raw
+    ds, rows = load_dataset(dataset_path), load_raw_rows(raw_test_path)
+    check_rows(rows, ds, manifest, raw_test_path)
+    reference = torch_logits(checkpoint_path, ds)
+    onnx_path = Path(artifact_dir) / MODEL_FILE
+    write_json(out, parity_record(manifest, onnx_path, artifact_dir, reference, ds.y_test, rows))

@@ -1,7 +1,7 @@
 """ONNX Runtime sessions as every step opens them, and what a session really runs.
 
 One intra-op thread, one inter-op thread, sequential execution, every graph optimization
-(``ORT_ENABLE_ALL``), the CPU provider: the parity step scores artifacts with these settings and
+(``ORT_ENABLE_ALL``), the CPU provider: the parity check scores artifacts with these settings and
 the time step times them with the same, so that what is checked is what is timed.
 
 ONNX Runtime rewrites a graph when a session opens (constant folding, fusing a

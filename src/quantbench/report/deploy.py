@@ -1,7 +1,7 @@
 """Deployable artifacts in the summary: parity verdicts, the artifact to deploy, figures files.
 
-The parity jobs record facts (``results/parity/{model}/{rep}/{method}.json``: agreement of the
-predicted class with torch, the largest |logit difference|). Here they are judged against
+The score jobs record parity facts (``results/parity/{model}/{rep}/{method}.json``: agreement of
+the predicted class with torch, the largest |logit difference|). Here they are judged against
 ``report.parity``: an FP32 artifact must agree on every row (``fp32_agreement``) within
 ``fp32_max_logit_diff``; a quantized one on ``quantized_agreement`` of the rows; every replicate
 must pass. A method whose artifact fails is flagged in summary.md and summary.csv and is never
@@ -54,7 +54,9 @@ def load_parity(paths: Sequence[str]) -> list[dict[str, Any]]:
     for path in paths:
         record = read_json(path)
         if record.get("format") != PARITY_FORMAT:
-            raise ValueError(f"{path}: not a parity record; rerun the check_parity job")
+            raise ValueError(
+                f"{path}: not a parity record; rerun the workflow (its score jobs write it)"
+            )
         records.append(record)
     return records
 
