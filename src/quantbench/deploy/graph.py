@@ -251,7 +251,9 @@ def export_fp32(loaded: LoadedModel) -> ModelGraph:
     module = loaded.module
     model = onnx_fp32.export_fp32(module, loaded.spec.n_features)
     layers = fp32_layers(model, parameter_layers(module))
-    notes = ("fp32: the torch module exported with torch.onnx (dynamo), Gemm rewritten to MatMul",)
+    notes = (
+        "fp32: the torch module exported with torch.onnx (TorchScript), Gemm rewritten to MatMul",
+    )
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
 
 
