@@ -12,8 +12,9 @@ range 0..255 exactly as ``quantize_per_tensor`` and the int8 kernels' requantiza
   (quantized ``Dropout``: nothing, as in eval mode);
 - ``quantized::add``/``add_relu``/``mul``/``mul_relu`` -> the FP32 operation, then ``qdq``.
 
-The modules keep their qualified names, so the exported ONNX nodes carry the torch layer's
-name scope. ``qdq`` is torch's ``fake_quantize_per_tensor_affine`` on 0..255, which torch's
+The modules keep their qualified names; :func:`flat_calls` gives the exporter a copy calling
+each as a direct child with a unique name, so every exported node's scope names its torch
+layer. ``qdq`` is torch's ``fake_quantize_per_tensor_affine`` on 0..255, which torch's
 TorchScript exporter translates to ``QuantizeLinear`` -> ``DequantizeLinear`` with a uint8
 zero point and the same scale. Other quantized operators raise ValueError naming them.
 """
@@ -199,3 +200,25 @@ def _rewrite(gm: fx.GraphModule, node: fx.Node) -> None:
         return
     node.replace_all_uses_with(new)
     graph.erase_node(node)
+
+
+def flat_calls(gm: fx.GraphModule) -> tuple[fx.GraphModule, dict[str, str]]:
+    """A copy of ``gm`` calling each of its modules as a direct child named by its qualified
+    name with ``-`` for ``.`` (``encoder-0-attn-qkv``), and the qualified name of each.
+
+    torch's TorchScript exporter names a node's scope by the tail of its module's name
+    (``qkv``), which repeats from block to block in a flat FX graph; these names do not.
+    """
+    graph = copy.deepcopy(gm.graph)
+    targets: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            targets[node.target] = _attr(gm, node.target)
+        elif node.op == "call_module":
+            flat = node.target.replace(".", "-")
+            if names.setdefault(flat, node.target) != node.target:
+                raise ValueError(f"modules {names[flat]} and {node.target} share the name {flat}")
+            targets[flat] = gm.get_submodule(node.target)
+            node.target = flat
+    return fx.GraphModule(targets, graph), names

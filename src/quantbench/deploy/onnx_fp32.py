@@ -73,10 +73,13 @@ _TORCHSCRIPT = (
 )
 
 
-def export_fp32(module: nn.Module, n_features: int, matmul: bool = True) -> onnx.ModelProto:
+def export_fp32(
+    module: nn.Module, n_features: int, matmul: bool = True, names: dict[str, str] | None = None
+) -> onnx.ModelProto:
     """The normalised FP32 graph of ``module`` (eval mode, CPU); module tags kept for mapping.
 
-    ``matmul``: rewrite ``Gemm`` to ``MatMul`` + ``Add``.
+    ``matmul``: rewrite ``Gemm`` to ``MatMul`` + ``Add``; ``names``: the layer name to record
+    for a module name of ``module`` (a flattened FX graph's, :func:`fx_sim.flat_calls`).
     """
     module = module.cpu().eval()
     buffer = io.BytesIO()
@@ -104,7 +107,7 @@ def export_fp32(module: nn.Module, n_features: int, matmul: bool = True) -> onnx
     _name_io(model)
     constants_to_initializers(model.graph)
     flatten_to_reshape(model.graph)
-    tag_modules(model.graph, module)
+    tag_modules(model.graph, module, names or {})
     if matmul:
         gemm_to_matmul(model)
     return model
@@ -144,14 +147,16 @@ def scope_module(node_name: str, modules: list[str]) -> str | None:
     return current or None
 
 
-def tag_modules(graph: onnx.GraphProto, module: nn.Module) -> None:
-    """Record in each node's metadata the torch module it was exported from (if any)."""
+def tag_modules(graph: onnx.GraphProto, module: nn.Module, names: dict[str, str]) -> None:
+    """Record in each node's metadata the torch module it was exported from (if any), by its
+    name in ``names`` where it has one there."""
     modules = [name for name, _ in module.named_modules() if name]
     cache: dict[str, str | None] = {}
     for node in graph.node:
         scope = node.name.rpartition("/")[0]
         if scope not in cache:
-            cache[scope] = scope_module(node.name, modules)
+            found = scope_module(node.name, modules)
+            cache[scope] = None if found is None else names.get(found, found)
         if cache[scope] is not None:
             node.metadata_props.add(key=MODULE_KEY, value=cache[scope])
 
