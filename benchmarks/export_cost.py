@@ -12,11 +12,18 @@ Three parts, from one finished run's ``RESULTS`` folder and its ``logs`` folder 
    fresh Python process, timed phase by phase (wall and CPU seconds of that process):
    ``import torch``, importing ``quantbench.deploy.graph`` and the loader, loading the
    checkpoint, the first ``export_graph`` call (the exporter's one-off start-up included) and a
-   second call on the same checkpoint (the exporter warm).
+   second call on the same checkpoint (the exporter warm). Of the first call, the wall seconds
+   inside ``torch.onnx.export`` and inside ``onnx.version_converter`` (opset 20 -> 21) are shown
+   apart, and ``dynamo`` says whether the process imported ``torch._dynamo`` or ``onnxscript``
+   (the TorchScript exporter needs neither; their import was most of a first export before).
+
+Parts 1 and 2 are skipped when the folder has no ``benchmarks`` records (a folder holding only
+``models/{model}/{rep}/{method}.pt``). ``--src`` imports another checkout's ``src`` (e.g. to
+time the main branch against a working tree on the same checkpoints).
 
 Usage (after e.g. ``snakemake --cores 2`` with the default config, on an otherwise idle machine)::
 
-    python benchmarks/export_cost.py results [--rep seed42] [--logs logs]
+    python benchmarks/export_cost.py results [--rep seed42] [--logs logs] [--src ../other/src]
 """
 
 from __future__ import annotations
@@ -32,24 +39,42 @@ from pathlib import Path
 from score_logs import PARTS, part_seconds, per_method, totals
 
 PHASES = ("import torch", "import deploy", "load", "export 1st", "export 2nd")
+INSIDE = ("torch.onnx", "convert")  # wall seconds of the first export spent in each
 
 _CHILD = """
-import json, sys, time
+import functools, json, sys, time
 marks = [(time.perf_counter(), time.process_time())]
+inside = {"torch.onnx": 0.0, "convert": 0.0}
 def mark():
     marks.append((time.perf_counter(), time.process_time()))
+def timed(key, fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            inside[key] += time.perf_counter() - t
+    return run
 import torch
 mark()
+import onnx.version_converter
 from quantbench.deploy.graph import export_graph
 from quantbench.quant.loader import load_model
+torch.onnx.export = timed("torch.onnx", torch.onnx.export)
+vc = onnx.version_converter
+vc.convert_version = timed("convert", vc.convert_version)
 mark()
 loaded = load_model(sys.argv[1])
 mark()
 export_graph(loaded)
 mark()
+first = dict(inside)
+dynamo = any(m in sys.modules for m in ("torch._dynamo", "onnxscript"))
 export_graph(loaded)
 mark()
-print(json.dumps([[b[0] - a[0], b[1] - a[1]] for a, b in zip(marks, marks[1:])]))
+times = [[b[0] - a[0], b[1] - a[1]] for a, b in zip(marks, marks[1:])]
+print(json.dumps({"phases": times, "inside": first, "dynamo": dynamo}))
 """
 
 
@@ -93,11 +118,11 @@ def score_parts(logs: Path, rules: dict[str, list[float]]) -> None:
         )
 
 
-def phases(results: Path, rep: str) -> None:
+def phases(results: Path, rep: str, src: Path) -> None:
     """Each checkpoint of ``rep`` exported in a fresh process, phase by phase."""
-    src = Path(__file__).resolve().parents[1] / "src"
-    print(f"\n{'checkpoint':<28}" + "".join(f"{p:>20}" for p in PHASES))
-    print(f"{'(wall s / CPU s)':<28}")
+    head = "".join(f"{p:>20}" for p in PHASES) + "".join(f"{p:>12}" for p in (*INSIDE, "dynamo"))
+    print(f"\n{'checkpoint':<28}{head}")
+    print(f"{'(wall s / CPU s; wall s)':<28}")
     for ckpt in sorted((results / "models").glob(f"*/{rep}/*.pt")):
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(ckpt)],
@@ -106,9 +131,11 @@ def phases(results: Path, rep: str) -> None:
             check=True,
             env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
         )
-        times = json.loads(out.stdout.strip().splitlines()[-1])
+        got = json.loads(out.stdout.strip().splitlines()[-1])
         name = f"{ckpt.parent.parent.name}/{ckpt.stem}"
-        print(f"{name:<28}" + "".join(f"{w:>12.2f} / {c:>5.2f}" for w, c in times))
+        row = "".join(f"{w:>12.2f} / {c:>5.2f}" for w, c in got["phases"])
+        row += "".join(f"{got['inside'].get(k, 0.0):>12.3f}" for k in INSIDE)
+        print(f"{name:<28}{row}{'yes' if got['dynamo'] else 'no':>12}")
 
 
 def main() -> None:
@@ -118,10 +145,17 @@ def main() -> None:
     parser.add_argument(
         "--logs", type=Path, default=None, help="the run's logs folder (default: RESULTS/../logs)"
     )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "src",
+        help="the quantbench source tree to import (default: this checkout's src)",
+    )
     args = parser.parse_args()
-    rules = rule_totals(args.results)
-    score_parts(args.logs or args.results.resolve().parent / "logs", rules)
-    phases(args.results, args.rep)
+    if (args.results / "benchmarks").is_dir():
+        rules = rule_totals(args.results)
+        score_parts(args.logs or args.results.resolve().parent / "logs", rules)
+    phases(args.results, args.rep, args.src.resolve())
 
 
 if __name__ == "__main__":

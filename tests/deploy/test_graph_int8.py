@@ -78,3 +78,16 @@ def test_per_tensor_static_weights_keep_one_scale(tmp_path):
     scale = _initializer(graph.model, "layers.fc0.weight.scale")
     assert scale.shape == () and scale == np.float32(q.q_scale())
     assert all("per-tensor" in layer.executes_as for layer in graph.layers)
+
+
+def test_static_graph_finds_each_layer_of_repeated_blocks(tmp_path, monkeypatch):
+    """blocks.0.fc1 and blocks.1.fc1 share their last name, which the exporter's scopes show."""
+    spec = {**_toy.SPECS["custom"], "params": {"width": 32, "blocks": 2}}
+    monkeypatch.setitem(_toy.SPECS, "custom_2_blocks", spec)
+    monkeypatch.setitem(_toy.EPOCHS, "custom_2_blocks", _toy.EPOCHS["custom"])
+    loaded = _deploy.checkpoint(tmp_path, "custom_2_blocks", "ptq_static")
+    graph = export_graph(loaded)
+    int8 = {layer.layer for layer in graph.layers if layer.executes_as.startswith("QDQ int8")}
+    assert int8 == {"stem", "blocks.0.fc1", "blocks.0.fc2", "blocks.1.fc1", "blocks.1.fc2", "head"}
+    assert all(layer.fallback is None for layer in graph.layers)
+    assert _agreement(graph, loaded) >= 0.995

@@ -1,7 +1,7 @@
 """A converted int8 FX graph (``ptq_static``, ``qat``) as an FP32 graph with explicit quantizers.
 
 torch's converted graph holds quantized modules and quantize/dequantize calls. Each becomes its
-FP32 counterpart, and every tensor torch rounds to int8 passes through ``quantbench::qdq``
+FP32 counterpart, and every tensor torch rounds to int8 passes through :func:`qdq`
 (quantize then dequantize with torch's own scale and zero point, saturating at the quint8
 range 0..255 exactly as ``quantize_per_tensor`` and the int8 kernels' requantization do):
 
@@ -12,9 +12,11 @@ range 0..255 exactly as ``quantize_per_tensor`` and the int8 kernels' requantiza
   (quantized ``Dropout``: nothing, as in eval mode);
 - ``quantized::add``/``add_relu``/``mul``/``mul_relu`` -> the FP32 operation, then ``qdq``.
 
-The modules keep their qualified names, so the exported ONNX nodes carry the torch layer's
-name scope, and the exporter translates ``qdq`` to ``QuantizeLinear`` -> ``DequantizeLinear``
-(:data:`TRANSLATIONS`). Other quantized operators raise ValueError naming them.
+The modules keep their qualified names; :func:`flat_calls` gives the exporter a copy calling
+each as a direct child with a unique name, so every exported node's scope names its torch
+layer. ``qdq`` is torch's ``fake_quantize_per_tensor_affine`` on 0..255, which torch's
+TorchScript exporter translates to ``QuantizeLinear`` -> ``DequantizeLinear`` with a uint8
+zero point and the same scale. Other quantized operators raise ValueError naming them.
 """
 
 from __future__ import annotations
@@ -22,35 +24,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import onnx
 import torch
 import torch.nn.functional as F
-from onnxscript import FLOAT
-from onnxscript import opset21 as op
 from torch import fx, nn
 
 QMIN, QMAX = 0, 255  # quint8: torch saturates every quantized activation to this range
 
 
-@torch.library.custom_op("quantbench::qdq", mutates_args=())
 def qdq(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
     """Round ``x`` to the quint8 grid (``scale``, ``zero_point``) and read it back."""
     return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, QMIN, QMAX)
-
-
-@qdq.register_fake
-def _qdq_fake(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _qdq_onnx(x: FLOAT, scale: float, zero_point: int) -> FLOAT:
-    s = op.Constant(value_float=scale)
-    z = op.Cast(op.Constant(value_int=zero_point), to=onnx.TensorProto.UINT8)
-    return op.DequantizeLinear(op.QuantizeLinear(x, s, z), s, z)
-
-
-_QDQ_OP = torch.ops.quantbench.qdq.default
-TRANSLATIONS = {_QDQ_OP: _qdq_onnx}
 
 
 def _qparams(module: Any) -> tuple[float, int]:
@@ -71,7 +54,7 @@ class SimLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
-        return _QDQ_OP(F.relu(y) if self.relu else y, *self.out)
+        return qdq(F.relu(y) if self.relu else y, *self.out)
 
 
 class SimConv1d(nn.Module):
@@ -96,7 +79,7 @@ class SimConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv1d(x, self.weight, self.bias, **self.conv)
-        return _QDQ_OP(F.relu(y) if self.relu else y, *self.out)
+        return qdq(F.relu(y) if self.relu else y, *self.out)
 
 
 class SimLayerNorm(nn.Module):
@@ -110,7 +93,7 @@ class SimLayerNorm(nn.Module):
         self.out = _qparams(q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _QDQ_OP(F.layer_norm(x, self.shape, self.weight, self.bias, self.eps), *self.out)
+        return qdq(F.layer_norm(x, self.shape, self.weight, self.bias, self.eps), *self.out)
 
 
 _MODULES = {
@@ -124,19 +107,19 @@ _MODULES = {
 
 
 def add_qdq(a: torch.Tensor, b: torch.Tensor, scale: float, zp: int) -> torch.Tensor:
-    return _QDQ_OP(a + b, scale, zp)
+    return qdq(a + b, scale, zp)
 
 
 def add_relu_qdq(a: torch.Tensor, b: torch.Tensor, scale: float, zp: int) -> torch.Tensor:
-    return _QDQ_OP(F.relu(a + b), scale, zp)
+    return qdq(F.relu(a + b), scale, zp)
 
 
 def mul_qdq(a: torch.Tensor, b: torch.Tensor, scale: float, zp: int) -> torch.Tensor:
-    return _QDQ_OP(a * b, scale, zp)
+    return qdq(a * b, scale, zp)
 
 
 def mul_relu_qdq(a: torch.Tensor, b: torch.Tensor, scale: float, zp: int) -> torch.Tensor:
-    return _QDQ_OP(F.relu(a * b), scale, zp)
+    return qdq(F.relu(a * b), scale, zp)
 
 
 # quantized::<op>(a, b, scale, zero_point) -> its FP32 operation followed by qdq
@@ -205,7 +188,7 @@ def _rewrite(gm: fx.GraphModule, node: fx.Node) -> None:
     if node.target in (torch.quantize_per_tensor,):
         x, scale, zp = node.args[0], _value(gm, node.args[1]), _value(gm, node.args[2])
         with graph.inserting_before(node):
-            new = graph.call_function(_QDQ_OP, (x, float(scale), int(zp)))
+            new = graph.call_function(qdq, (x, float(scale), int(zp)))
     elif (qop := _quantized_op(node)) is not None:
         if qop not in _BINARY:
             raise ValueError(f"no ONNX translation for torch's quantized::{qop}")
@@ -217,3 +200,25 @@ def _rewrite(gm: fx.GraphModule, node: fx.Node) -> None:
         return
     node.replace_all_uses_with(new)
     graph.erase_node(node)
+
+
+def flat_calls(gm: fx.GraphModule) -> tuple[fx.GraphModule, dict[str, str]]:
+    """A copy of ``gm`` calling each of its modules as a direct child named by its qualified
+    name with ``-`` for ``.`` (``encoder-0-attn-qkv``), and the qualified name of each.
+
+    torch's TorchScript exporter names a node's scope by the tail of its module's name
+    (``qkv``), which repeats from block to block in a flat FX graph; these names do not.
+    """
+    graph = copy.deepcopy(gm.graph)
+    targets: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            targets[node.target] = _attr(gm, node.target)
+        elif node.op == "call_module":
+            flat = node.target.replace(".", "-")
+            if names.setdefault(flat, node.target) != node.target:
+                raise ValueError(f"modules {names[flat]} and {node.target} share the name {flat}")
+            targets[flat] = gm.get_submodule(node.target)
+            node.target = flat
+    return fx.GraphModule(targets, graph), names

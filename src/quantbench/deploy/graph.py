@@ -70,6 +70,9 @@ def ops_of(model: onnx.ModelProto, layer: str) -> list[str]:
     return list(dict.fromkeys(ops))
 
 
+UNTRACED = "operators not traced to it"  # no exported node's scope names the layer
+
+
 def fp32_layers(model: onnx.ModelProto, names: list[str], fallback: str | None = None):
     """A LayerExport per name: the FP32 operators it exported to (and ``fallback``)."""
     out = []
@@ -168,7 +171,7 @@ def _nbits_layer(model, sites, name, entry, grid, group_size, level) -> LayerExp
         if why is None:
             onnx_nbits.replace_matmul(model.graph, sites[name], name, qw, p, level)
             return LayerExport(name, onnx_nbits.describe(qw, p, level), None)
-    ops = ", ".join(ops_of(model, name))
+    ops = ", ".join(ops_of(model, name)) or UNTRACED
     return LayerExport(name, f"{ops} fp32 on the dequantized codes", why)
 
 
@@ -240,6 +243,7 @@ def export_dynamic(loaded: LoadedModel) -> ModelGraph:
             layers.append(LayerExport(name, how, None))
         elif name in dynamic:
             why = "its product was not found as one MatMul or Conv with an initializer weight"
+            ops = ", ".join(ops_of(model, name)) or UNTRACED
             layers.append(LayerExport(name, f"{ops} fp32 on the dequantized int8 codes", why))
         else:
             layers.append(LayerExport(name, f"{ops} fp32 (FP32 in the torch model too)", None))
@@ -251,7 +255,9 @@ def export_fp32(loaded: LoadedModel) -> ModelGraph:
     module = loaded.module
     model = onnx_fp32.export_fp32(module, loaded.spec.n_features)
     layers = fp32_layers(model, parameter_layers(module))
-    notes = ("fp32: the torch module exported with torch.onnx (dynamo), Gemm rewritten to MatMul",)
+    notes = (
+        "fp32: the torch module exported with torch.onnx (TorchScript), Gemm rewritten to MatMul",
+    )
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
 
 

@@ -114,7 +114,8 @@ def quantize_bias(graph: onnx.GraphProto, site: Site, layer: str, q: torch.Tenso
 def static_graph(converted: nn.Module, n_features: int):
     """(ONNX model, {layer: (site op, bias quantized)}, simulated layers) of a static graph."""
     twin, layers = fx_sim.simulate(converted)
-    model = onnx_fp32.export_fp32(twin, n_features, matmul=False, translations=fx_sim.TRANSLATIONS)
+    flat, names = fx_sim.flat_calls(twin)
+    model = onnx_fp32.export_fp32(flat, n_features, matmul=False, names=names)
     graph = model.graph
     weighted = {n: m for n, m in layers.items() if hasattr(m, "codes")}
     sites = onnx_fp32.matrix_sites(model, list(weighted))
