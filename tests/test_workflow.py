@@ -310,6 +310,15 @@ def test_changing_the_statistics_reruns_only_the_summary(copy_of_done):
     assert planned_jobs(copy_of_done) == {"summarize": 1}
 
 
+def test_changing_the_accuracy_level_reexports_only_the_weight_only_variants(copy_of_done):
+    edit_config(copy_of_done, lambda c: c.update(deploy={"export": True, "accuracy_level": 0}))
+    assert planned_jobs(copy_of_done) == {
+        **jobs("score", [MODEL], REPS, ["rtn_w4", "gptq_w4"]),
+        **jobs("time", [MODEL], ["rtn_w4", "gptq_w4"]),  # they read the re-exported artifacts
+        "summarize": 1,
+    }
+
+
 def test_changing_a_parity_threshold_reruns_only_the_summary(copy_of_done):
     edit_config(copy_of_done, lambda c: c.update(report={"parity": {"quantized_agreement": 0.9}}))
     assert planned_jobs(copy_of_done) == {"summarize": 1}

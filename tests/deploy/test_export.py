@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
@@ -161,6 +162,38 @@ def test_one_process_writes_what_the_separate_steps_write(data: Path, tmp_path: 
     line = re.search(r"part seconds: score=\S+ export=\S+ parity=\S+$", caplog.text, re.MULTILINE)
     assert line, caplog.text
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_accuracy_level_reaches_the_matmulnbits_kernels_and_the_manifest(data, tmp_path):
+    from quantbench.quant.base import CalibrationData
+    from quantbench.quant.methods import registry as methods
+
+    ds = load_dataset(data / "dataset.npz")
+    fp32 = fp32_checkpoint(data, "mlp", tmp_path / "fp32.pt")
+    t = {k: torch.from_numpy(getattr(ds, k)) for k in ("x_train", "y_train", "x_val", "y_val")}
+    calib = CalibrationData(**t, seed=3)
+    params = {"bits": 4, "group_size": 16}
+    rtn = methods.get_kind("rtn")
+    state = rtn.quantize(load_model(fp32).module, calib, methods.make_params("rtn", params)).state
+    ckpt = tmp_path / "rtn.pt"
+    meta = {**read_checkpoint_meta(fp32), "method": "rtn", "kind": "rtn",
+            "params": {"kind": "rtn", **params}}  # fmt: skip
+    save_checkpoint(ckpt, meta, state)
+    levels = {}
+    for level in (0, 4):
+        out = tmp_path / f"level{level}"
+        deploy = replace(paths(data, out), accuracy_level=level)
+        score_export(data, ckpt, out, deploy)
+        graph = onnx.load(deploy.onnx_out).graph
+        levels[level] = {
+            onnx.helper.get_attribute_value(a)
+            for n in graph.node if n.op_type == "MatMulNBits"
+            for a in n.attribute if a.name == "accuracy_level"
+        }  # fmt: skip
+        assert any(
+            f"accuracy_level {level}" in note for note in read_json(deploy.manifest_out)["notes"]
+        )
+    assert levels == {0: {0}, 4: {4}}
 
 
 def test_a_failed_parity_check_leaves_none_of_the_four_files(data: Path, tmp_path: Path):

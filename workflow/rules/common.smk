@@ -202,8 +202,22 @@ def score_outputs():
 
 
 def score_params():
-    """With deploy.export, the onnx, onnxruntime and torch versions: an upgrade re-exports."""
-    return {"deploy_versions": deploy_versions()} if exporting() else {}
+    """With deploy.export, the onnx, onnxruntime and torch versions (an upgrade re-exports) and
+    the MatMulNBits accuracy_level, given to the weight-only kinds only (a change re-exports
+    those alone)."""
+    if not exporting():
+        return {}
+    return {
+        "deploy_versions": deploy_versions(),
+        "accuracy_level": nbits_accuracy_level,
+    }
+
+
+def nbits_accuracy_level(wildcards):
+    """deploy.accuracy_level for an rtn or gptq variant; None for the other kinds."""
+    if kind_of(wildcards.method) in ("rtn", "gptq"):
+        return int(config["deploy"]["accuracy_level"])
+    return None
 
 
 def deploy_versions():

@@ -32,6 +32,7 @@ def main() -> None:
         onnx_out=snakemake.output.onnx,
         manifest_out=snakemake.output.manifest,
         parity_out=snakemake.output.parity,
+        accuracy_level=snakemake.params.accuracy_level,
     )
     run_score_export(**job, deploy=deploy)
 

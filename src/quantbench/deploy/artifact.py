@@ -167,10 +167,12 @@ def build_artifact(
     preprocessor_path: str,
     card_path: str,
     identity: dict[str, str],
+    accuracy_level: int | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """A loaded checkpoint's artifact in memory: the checked ONNX model and its manifest (its
-    ``onnx_sha256`` is set when the file is written). ``identity``: ``model``, ``replicate``."""
-    from quantbench.deploy.graph import export_graph
+    ``onnx_sha256`` is set when the file is written). ``identity``: ``model``, ``replicate``;
+    ``accuracy_level``: MatMulNBits' for rtn/gptq (None: :data:`graph.ACCURACY_LEVEL`)."""
+    from quantbench.deploy.graph import ACCURACY_LEVEL, export_graph
 
     pre = joblib.load(preprocessor_path)
     enc = encoding_of(pre)
@@ -179,7 +181,8 @@ def build_artifact(
             f"{checkpoint_path}: its feature names differ from {preprocessor_path}'s; rerun the "
             "workflow so that both come from the same data"
         )
-    graph = export_graph(loaded)
+    level = ACCURACY_LEVEL if accuracy_level is None else accuracy_level
+    graph = export_graph(loaded, accuracy_level=level)
     merged = assemble(enc, graph.model, len(pre.class_names))
     record = manifest_record(
         enc, graph, classes=pre.class_names, card=read_json(card_path), meta=loaded.meta,

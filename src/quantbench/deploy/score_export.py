@@ -32,6 +32,7 @@ class DeployPaths:
     onnx_out: str
     manifest_out: str
     parity_out: str
+    accuracy_level: int | None = None  # MatMulNBits' (rtn, gptq); None: export_graph's default
 
     def __post_init__(self) -> None:
         if Path(self.onnx_out).parent != Path(self.manifest_out).parent:
@@ -65,8 +66,9 @@ def run_score_export(
             from quantbench.deploy.artifact import build_artifact, serialize
 
             onnx_model, manifest = build_artifact(
-                loaded, checkpoint_path, deploy.preprocessor, deploy.card, identity
-            )
+                loaded, checkpoint_path, deploy.preprocessor, deploy.card, identity,
+                accuracy_level=deploy.accuracy_level,
+            )  # fmt: skip
             manifest = serialize(onnx_model, manifest, tmp_onnx, tmp_manifest)
         with timer("parity"):
             from quantbench.data.rawrows import load_raw_rows
