@@ -66,17 +66,20 @@ def _summarize(
         if record["method"] == failing:
             write_json(path, {**record, "agreement": 0.9})
     out = tmp_path / "out"
+    figures = [str(out / "deploy" / "mlp" / Path(p).parent.name / Path(p).stem / "figures.json")
+               for p in facts.parity]  # fmt: skip
     summarize(
         facts.quality, facts.timing, str(out / "metrics"), str(out / "summary.csv"),
         str(out / "summary.md"), str(out / "recommendation.json"), str(out / "plots"),
         report={**REPORT, "parity": {"quantized_agreement": agreement}},
         recommend={"goal": goal, "max_accuracy_drop": bound},
-        parity_paths=facts.parity,
+        parity_paths=facts.parity, figures_paths=figures,
     )  # fmt: skip
     return {
         "rec": json.loads((out / "recommendation.json").read_text())["models"][0],
         "md": (out / "summary.md").read_text(),
         "csv": list(csv.DictReader(io.StringIO((out / "summary.csv").read_text()))),
+        "figures": {f: json.loads(Path(f).read_text()) for f in figures},
         "metrics": {
             m: json.loads((out / "metrics" / "mlp" / f"{m}.json").read_text())
             for m in ("fp32", *(x.name for x in methods))
@@ -99,6 +102,8 @@ def test_recommendation_names_the_runtime_and_the_artifact(tmp_path: Path) -> No
     )
     assert ort_ptq["kernels"] == "com.microsoft:QGemm ×3"
     assert "accuracy in this runtime (test rows, mean over replicates)" not in ort_ptq
+    assert ort_ptq["Δ accuracy vs FP32 of its runtime, pt [CI]"] == _row(
+        out, "ptq_static", "torch")["Δ accuracy vs FP32 of its runtime, pt [CI]"]  # fmt: skip
     ort_gptq = next(
         r for r in out["csv"] if (r["method"], r["runtime"]) == ("gptq_w4", "onnxruntime")
     )
@@ -225,8 +230,13 @@ def test_an_artifact_is_paired_with_fp32s_artifact_row_by_row(tmp_path: Path) ->
     assert ort["vs_fp32"]["accuracy_diff_pt"]["estimate"] == pytest.approx(torch_d, abs=0.12)
     assert _row(out, "fp32", "onnxruntime")["accuracy verdict"] == "reference"
     assert "paired row by row with FP32's artifact in ONNX Runtime" in out["md"]
-    # figures.json-bound parity facts carry no per-row predictions; the metrics hold the figures
+    # figures.json's parity facts carry no per-row predictions; the metrics hold their figures
     assert "predictions" not in json.dumps(out["metrics"]["ptq_static"])
+    figures = next(
+        f for p, f in out["figures"].items() if p.endswith("seed43/ptq_static/figures.json")
+    )
+    assert "predictions" not in figures["parity"] and figures["parity"]["rows"] == 900
+    assert figures["metrics"]["runtimes"]["onnxruntime"]["quality"] == ort
 
 
 def test_size_goal_falls_back_to_torch_where_the_artifacts_fall_short(tmp_path: Path) -> None:
