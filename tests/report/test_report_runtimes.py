@@ -249,7 +249,7 @@ def test_size_goal_falls_back_to_torch_where_the_artifacts_fall_short(tmp_path: 
     rec = _summarize(tmp_path / "b", methods=methods, bound=0.1, goal="size", agreement=0.9)["rec"]
     assert (rec["choice"], rec["runtime"]) == ("fp32", "onnxruntime") and rec["nothing_qualifies"]
     assert rec["sentence"].startswith("Keep FP32, in ONNX Runtime (faster ")
-    assert "than torch FP32 at batch 1): nothing qualifies;" in rec["sentence"]
+    assert "at batch 1 against torch FP32): nothing qualifies;" in rec["sentence"]
 
 
 def _refused(tmp_path: Path, edit: Any) -> ValueError:

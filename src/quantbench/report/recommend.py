@@ -224,9 +224,8 @@ def _keep(choice: Metrics) -> str:
     """``Keep FP32``, naming the runtime when FP32's artifact is measurably the faster one."""
     if choice.get("runtime", TORCH) == TORCH:
         return "Keep FP32"
-    s = _speed(choice, "latency")
     where = RUNTIME_NAMES[choice["runtime"]]
-    return f"Keep FP32, in {where} ({s['verdict']} than torch FP32 at batch 1)"
+    return f"Keep FP32, in {where} ({_speed_text(choice, 'latency')} against torch FP32)"
 
 
 def _fallback_sentence(
