@@ -38,6 +38,8 @@ class Method:
     jitter: int = 0  # extra broken rows in replicate i: i * jitter (spread over replicates)
     ort_1: float = 4.0  # true batch-1 speed-up of its ONNX artifact over torch FP32
     ort_n: float = 1.2  # true full-batch speed-up of its ONNX artifact over torch FP32
+    # rows its artifact gets wrong where its torch model is right, per replicate (parity records)
+    ort_broken: tuple[int, ...] = ()
 
 
 FP32 = Method("fp32", "fp32", bits=32, size_bytes=290_000)
@@ -99,6 +101,7 @@ class Run:
     quality: list[str] = field(default_factory=list)
     timing: list[str] = field(default_factory=list)
     engine: list[str] = field(default_factory=list)
+    parity: list[str] = field(default_factory=list)
 
 
 def labels_and_fp32(seed: int, rows: int, fp32_accuracy: float) -> tuple[np.ndarray, np.ndarray]:
@@ -233,6 +236,40 @@ def timing_record(
     }  # fmt: skip
 
 
+def parity_record(
+    m: Method, model: str, rep: str, labels: np.ndarray, torch: np.ndarray, artifact: np.ndarray
+) -> dict[str, Any]:
+    """A parity record as the parity check writes it: the artifact's predictions on the rows."""
+    return {
+        "format": "quantbench-parity", "version": 2, "model": model, "replicate": rep,
+        "method": m.name, "kind": m.kind, "artifact": f"results/deploy/{model}/{rep}/{m.name}",
+        "rows": int(labels.size), "agreeing_rows": int(np.count_nonzero(torch == artifact)),
+        "agreement": float(np.mean(torch == artifact)), "max_abs_logit_diff": 1e-6,
+        "mean_abs_logit_diff": 1e-7, "artifact_accuracy": float(np.mean(artifact == labels)),
+        "torch_accuracy": float(np.mean(torch == labels)), "nonfinite_logits": 0,
+        "labels_sha256": hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest(),
+        "predictions": artifact.tolist(), "fallbacks": [],
+    }  # fmt: skip
+
+
+def artifact_predictions(labels: np.ndarray, torch: np.ndarray, broken: int) -> np.ndarray:
+    """The torch model's predictions with its first ``broken`` right rows made wrong."""
+    preds = torch.copy()
+    rows = np.flatnonzero(torch == labels)[:broken]
+    preds[rows] = (labels[rows] + 1) % len(CLASSES)
+    return preds
+
+
+def _write_parity(
+    run: Run, m: Method, model: str, i: int, seed: int, labels: np.ndarray, preds: np.ndarray
+) -> None:
+    broken = m.ort_broken[i] if i < len(m.ort_broken) else 0
+    art = artifact_predictions(labels, preds, broken)
+    path = run.root / "parity" / model / f"seed{seed}" / f"{m.name}.json"
+    write_json(path, parity_record(m, model, f"seed{seed}", labels, preds, art))
+    run.parity.append(str(path))
+
+
 def engine_record(model: str = "mlp", probed: bool = True) -> dict[str, Any]:
     """An engine record as the probe_engine step writes it (two engines, x86 the faster)."""
     entries = {
@@ -265,21 +302,25 @@ def write_run(
     model: str = "mlp",
     fp32_accuracy: float = 0.91,
     onnxruntime: bool = False,
+    fp32: Method = FP32,
 ) -> Run:
-    """Quality files for FP32 and every method in every replicate, timing per method."""
+    """Quality files for FP32 and every method in every replicate, timing per method; with
+    ``onnxruntime``, parity records of every artifact too."""
     methods = DEFAULT_METHODS if methods is None else methods
     run = Run(root)
-    for seed in seeds:
+    for r, seed in enumerate(seeds):
         spread = 0.002 * ((seed - seeds[0]) % 3 - 1)  # replicates differ a little
-        labels, fp32 = labels_and_fp32(seed, rows, fp32_accuracy + spread)
-        for i, m in enumerate([FP32, *methods]):
+        labels, fp32_preds = labels_and_fp32(seed, rows, fp32_accuracy + spread)
+        for i, m in enumerate([fp32, *methods]):
             extra = (seed - seeds[0]) * m.jitter
-            preds = fp32 if m is FP32 else method_predictions(
-                labels, fp32, m.broken + extra, m.fixed, seed * 100 + i
+            preds = fp32_preds if m is fp32 else method_predictions(
+                labels, fp32_preds, m.broken + extra, m.fixed, seed * 100 + i
             )  # fmt: skip
             path = root / "quality" / model / f"seed{seed}" / f"{m.name}.json"
             write_json(path, quality_record(m, model, seed, labels, preds))
             run.quality.append(str(path))
+            if onnxruntime:
+                _write_parity(run, m, model, r, seed, labels, preds)
     for i, m in enumerate(methods):
         path = root / "timing" / model / f"{m.name}.json"
         record = timing_record(m, model, f"seed{seeds[0]}", rounds, seed=i, onnxruntime=onnxruntime)

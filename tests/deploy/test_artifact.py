@@ -12,7 +12,7 @@ import pytest
 
 from quantbench.deploy.artifact import assemble
 from quantbench.deploy.manifest import FORMAT_VERSION, ArtifactError, read_manifest
-from quantbench.deploy.parity import compare, run_artifact
+from quantbench.deploy.parity import compare, labels_fingerprint, run_artifact
 from quantbench.deploy.preprocess_graph import encoding_of
 from tests.deploy_helpers import linear_graph, make_artifact
 
@@ -30,6 +30,22 @@ def test_artifact_runs_raw_rows_to_logits_probabilities_and_label(tmp_path: Path
     record = compare(want, run_artifact(made.folder / "model.onnx", made.rows), made.ds.y_test)
     assert record["agreement"] == 1.0 and record["max_abs_logit_diff"] < 1e-4
     assert record["rows"] == len(made.ds.y_test)
+
+
+def test_parity_record_holds_the_artifacts_prediction_per_row(tmp_path: Path) -> None:
+    """The summary's ONNX Runtime rows are scored on these: the artifact's own classes, in row
+    order, where they differ from torch's too, with the fingerprint of the labels."""
+    made = make_artifact(tmp_path)
+    artifact = run_artifact(made.folder / "model.onnx", made.rows)
+    reference = artifact.copy()
+    reference[0] = np.roll(reference[0], 1)  # torch "predicts" another class on row 0
+    record = compare(reference, artifact, made.ds.y_test)
+    assert record["predictions"] == artifact.argmax(1).tolist()
+    assert record["agreeing_rows"] == len(made.ds.y_test) - 1
+    hits = np.asarray(record["predictions"]) == made.ds.y_test
+    assert record["artifact_accuracy"] == pytest.approx(hits.mean())
+    assert record["labels_sha256"] == labels_fingerprint(made.ds.y_test)
+    assert record["labels_sha256"] != labels_fingerprint(made.ds.y_test[::-1])
 
 
 def test_manifest_names_inputs_vocabularies_reader_and_versions(tmp_path: Path) -> None:

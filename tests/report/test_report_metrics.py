@@ -46,7 +46,7 @@ def test_order_and_identity(records: dict[str, dict[str, Any]]) -> None:
     assert list(records) == ["fp32", "ptq_static", "rtn_w4"]
     r = records["ptq_static"]
     assert (r["format"], r["version"], r["model"], r["kind"], r["bits"]) == (
-        "quantbench-metrics", 4, "mlp", "ptq_static", 8
+        "quantbench-metrics", 5, "mlp", "ptq_static", 8
     )  # fmt: skip
     assert r["seeds"] == [42, 43, 44] and r["confidence"] == 0.95
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,37 @@ def test_labels_of_a_tight_cluster_pair_with_their_own_points(axes: Any) -> None
             assert label.xy == (xs[i], ys[i]), names[i]
             led += 1
     assert 0 < led < len(names)  # the cluster needs some leader lines, not one per label
+
+
+def test_torch_only_plots_say_so_and_the_latency_plot_draws_each_artifacts_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quantbench.report import plots
+    from quantbench.report.runtimes import rows_by_model
+
+    # ptq_static's artifact is 30 rows worse than its torch model in every replicate
+    methods = [replace(m, ort_broken=(30, 30)) for m in DEFAULT_METHODS if m.name == "ptq_static"]
+    facts = write_run(tmp_path / "facts", methods, seeds=(42, 43), rows=300, rounds=4,
+                      onnxruntime=True)  # fmt: skip
+    pairs = [(p, json.loads(Path(p).read_text())) for p in facts.parity]
+    rows = rows_by_model(build_metrics(facts.quality, facts.timing, CFG, parity=pairs))
+    kept: dict[str, Any] = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, _dir, n: kept.setdefault(n, fig))
+    write_plots(rows, str(tmp_path / "plots"))
+    for name in ("accuracy_vs_size", "accuracy_diff"):
+        assert "torch rows only" in kept[name].axes[0].get_title(), name
+    ax = kept["accuracy_vs_latency"].axes[0]
+    ort = next(r for r in rows["mlp"] if r["runtime"] == "onnxruntime" and r["method"] != "fp32")
+    torch = next(r for r in rows["mlp"] if r["runtime"] == "torch" and r["method"] != "fp32")
+    assert ort["accuracy"]["estimate"] == pytest.approx(torch["accuracy"]["estimate"] - 0.1)
+    drawn = {round(float(y), 9) for line in ax.lines for y in line.get_ydata()}
+    assert round(ort["accuracy"]["estimate"], 9) in drawn
+    assert "ptq_static (ONNX Runtime)" in {t.get_text() for t in ax.texts}
+    for fig in kept.values():
+        pyplot().close(fig)
+    # rows of torch alone: the titles carry no such note
+    kept.clear()
+    write_plots({"mlp": [r for r in rows["mlp"] if r["runtime"] == "torch"]}, str(tmp_path / "b"))
+    assert "torch rows only" not in kept["accuracy_diff"].axes[0].get_title()
+    for fig in kept.values():
+        pyplot().close(fig)

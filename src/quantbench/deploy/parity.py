@@ -4,6 +4,8 @@ The artifact is fed the replicate's test rows as raw features (``data/{rep}/test
 its in-graph preprocessing is checked too; the torch model gets the same rows as the workflow
 scored them (``dataset.npz``'s ``x_test``). The record holds facts only: how many rows, the
 share whose predicted class agrees, the largest |logit difference|, each side's accuracy, the
+artifact's predicted class per test row (in the test split's order, with a fingerprint of the
+labels it was scored against: the summary's ONNX Runtime rows take their quality from them), the
 session settings and versions. Thresholds are applied by the summary (``report.parity``).
 """
 
@@ -22,7 +24,7 @@ from quantbench.deploy.manifest import MODEL_FILE, read_manifest, tool_versions
 from quantbench.measure.ort import open_session, session_options
 
 PARITY_FORMAT = "quantbench-parity"
-PARITY_VERSION = 1
+PARITY_VERSION = 2  # 2: the artifact's predictions and labels_sha256
 BATCH = 4096
 
 
@@ -55,8 +57,15 @@ def torch_logits(checkpoint_path: str | Path, ds: Dataset) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
+def labels_fingerprint(labels: np.ndarray) -> str:
+    """sha256 of the labels as int64, in row order: the summary pairs a parity record with the
+    quality records of the same rows by it."""
+    return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+
+
 def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Agreement of the predicted classes, the largest |logit difference|, both accuracies."""
+    """Agreement of the predicted classes, the largest |logit difference|, both accuracies, and
+    the artifact's predicted class per row (with the fingerprint of the labels)."""
     if reference.shape != artifact.shape or len(labels) != len(reference):
         raise ValueError(
             f"torch logits {reference.shape} and artifact logits {artifact.shape} differ in "
@@ -74,6 +83,8 @@ def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray) -> 
         "artifact_accuracy": float(np.mean(art_pred == labels)) if n else 0.0,
         "torch_accuracy": float(np.mean(ref_pred == labels)) if n else 0.0,
         "nonfinite_logits": int(np.count_nonzero(~np.isfinite(artifact))),
+        "labels_sha256": labels_fingerprint(labels),
+        "predictions": art_pred.astype(np.int64).tolist(),
     }
 
 

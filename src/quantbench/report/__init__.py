@@ -1,14 +1,16 @@
 """The summarize step: statistics, tables, plots and a recommendation from the measured facts.
 
 The score jobs write quality facts (labels and predictions per model, replicate and method),
-the time jobs paired timing facts (FP32 and one method interleaved in rounds), the
+the parity checks each ONNX artifact's predictions on the same rows, the time jobs paired timing
+facts (FP32 and one method interleaved in rounds), the
 probe_engine jobs each model's int8 engine record. Everything the
 report states is computed here, from those files alone:
 
 - ``facts``: read and check the quality and timing JSON against their schemas, group and pair;
 - ``stats``: intervals, exact tests, bootstrap, measurable order, the Pareto front;
 - ``metrics``: one record per model and method (FP32 included), checked against
-  ``metrics.schema.json``;
+  ``metrics.schema.json``; ``artifact_quality`` adds each ONNX artifact's own quality, scored
+  on the predictions its parity record holds;
 - ``tables``, ``recommend``, ``plots``: the summary, the recommendation and the plots, drawn
   from the records only, so that every printed figure is a field of a metrics JSON.
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from quantbench.core.files import write_json, write_text
 from quantbench.report import deploy, runtimes
+from quantbench.report.artifact_quality import Parity, add_artifact_quality
 from quantbench.report.facts import load_facts
 from quantbench.report.metrics import Metrics, build_records, throughput_batch, validate_records
 from quantbench.report.plots import PLOT_NAMES, write_plots
@@ -40,10 +43,15 @@ def build_metrics(
     timing_paths: Sequence[str],
     cfg: ReportConfig,
     engine_paths: Sequence[str] = (),
+    parity: Sequence[Parity] = (),
 ) -> dict[str, list[Metrics]]:
-    """Every model's metrics records (FP32 first, then methods by name), schema-checked."""
+    """Every model's metrics records (FP32 first, then methods by name), schema-checked; a
+    method timed in ONNX Runtime gets its artifact's quality from the ``parity`` records
+    ((path, record) pairs)."""
     facts = load_facts(quality_paths, timing_paths, engine_paths)
     by_model = {f.model: build_records(f, cfg) for f in facts}
+    for f in facts:
+        add_artifact_quality(by_model[f.model], f, parity, cfg)
     records = [r for rs in by_model.values() for r in rs]
     validate_records(records)
     throughput_batch(records)  # one batch size for the whole run
@@ -79,11 +87,11 @@ def summarize(
     parity_cfg = deploy.ParityConfig.from_dict(dict(report.pop("parity", {})))
     cfg = ReportConfig.from_dict(report)
     goal = RecommendConfig.from_dict(dict(recommend))
-    by_model = build_metrics(quality_paths, timing_paths, cfg, engine_paths)
     parity = deploy.load_parity(parity_paths)
+    pairs = list(zip(map(str, parity_paths), parity, strict=True))
+    by_model = build_metrics(quality_paths, timing_paths, cfg, engine_paths, pairs)
     verdicts = deploy.judge(parity, parity_cfg)
     rows = runtimes.rows_by_model(by_model)  # one row per (method, runtime)
-    runtimes.add_runtime_accuracy(rows, verdicts)
     candidates, left = deploy.deployable(rows, verdicts)
     rec = recommendation(candidates, goal)
     md, csv = render_markdown(rows, rec), render_csv(rows)

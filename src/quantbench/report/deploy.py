@@ -213,7 +213,13 @@ def figures_records(
 ) -> dict[str, dict[str, Any]]:
     """``deploy/{model}/{rep}/{method}/figures.json`` path -> its content."""
     metrics = {(r["model"], r["method"]): r for rs in by_model.values() for r in rs}
-    facts = {(r["model"], r["replicate"], r["method"]): r for r in parity}
+    # the parity facts without the per-row predictions (the metrics record holds their figures)
+    facts = {
+        (r["model"], r["replicate"], r["method"]): {
+            k: v for k, v in r.items() if k != "predictions"
+        }
+        for r in parity
+    }
     out = {}
     for path in paths:
         model, rep, method = Path(path).parts[-4:-1]

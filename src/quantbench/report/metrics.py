@@ -34,7 +34,7 @@ from quantbench.report.stats import ReportConfig, mcnemar
 from quantbench.report.wording import accuracy_verdict
 
 Metrics = dict[str, Any]
-FORMAT, VERSION = "quantbench-metrics", 4
+FORMAT, VERSION = "quantbench-metrics", 5
 _INFO_KEYS = ("layer_error", "calibration_rows", "quantize_seconds", "history")
 
 

@@ -126,14 +126,16 @@ def _bar_boxes(ax: Any, records: Sequence[Metrics], xs: Sequence[float], xerr: A
     return boxes
 
 
-def plot_accuracy_vs_size(records: Sequence[Metrics], plot_dir: str, multi: bool) -> None:
+def plot_accuracy_vs_size(
+    records: Sequence[Metrics], plot_dir: str, multi: bool, note: str = ""
+) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     xs = [r["size_kb"] for r in records]
     _scatter(ax, records, xs, None)
     marks = _mark_overruled(ax, records, xs)
     ax.set_xlabel("checkpoint size on disk (KB" + (", log scale)" if use_log(xs) else ")"))
-    ax.set_title("Accuracy vs checkpoint size (upper left is better)")
+    ax.set_title("Accuracy vs checkpoint size (upper left is better)" + note, fontsize=10)
     kind_legend(ax, kind_styles(records), marks)
     freeze_layout(fig)
     ys = [r["accuracy"]["estimate"] for r in records]
@@ -232,9 +234,11 @@ def _diff_legend(fig: Any, any_overruled: bool) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
 
 
-def plot_accuracy_diff(records: Sequence[Metrics], plot_dir: str, multi: bool) -> None:
+def plot_accuracy_diff(
+    records: Sequence[Metrics], plot_dir: str, multi: bool, note: str = ""
+) -> None:
     """Paired accuracy difference to FP32 per method, with its interval, each replicate's own
-    difference beside it and a zero line."""
+    difference beside it and a zero line; ``note`` is appended to the title."""
     rows = [r for r in records if r["vs_fp32"] is not None]
     if not rows:
         message_figure(plot_dir, "accuracy_diff", "no quantized method in this run")
@@ -265,7 +269,9 @@ def plot_accuracy_diff(records: Sequence[Metrics], plot_dir: str, multi: bool) -
     ax.set_xlabel(
         "accuracy − FP32 accuracy, percentage points (bar: CI of the mean; dots: replicates)"
     )
-    ax.set_title("Paired accuracy difference to FP32 (left of zero: fewer rows right)", fontsize=10)
+    ax.set_title(
+        "Paired accuracy difference to FP32 (left of zero: fewer rows right)" + note, fontsize=10
+    )
     ax.grid(True, axis="x", alpha=0.25)
     _diff_legend(fig, any(overruled(r) for r in rows))
     save_figure(fig, plot_dir, "accuracy_diff")
@@ -354,13 +360,15 @@ def write_plots(by_model: dict[str, list[Metrics]], plot_dir: str) -> None:
     metrics records or their (method, runtime) rows (:mod:`quantbench.report.runtimes`)."""
     Path(plot_dir).mkdir(parents=True, exist_ok=True)
     rows = [r for rs in by_model.values() for r in rs]
-    # quality and size are the model's, whatever runs it: those plots draw torch's rows only;
-    # the speed plots every (method, runtime) row
+    # the speed plots draw every (method, runtime) row, each with its own accuracy; the size,
+    # Δ accuracy and per-model detail plots draw torch's rows only, and say so when the run has
+    # others (an ONNX Runtime row's Δ, against FP32's artifact, is in the summary table)
     records = [r for r in rows if r.get("runtime", "torch") == "torch"]
     multi = len(by_model) > 1
-    plot_accuracy_vs_size(records, plot_dir, multi)
+    note = "\ntorch rows only; ONNX Runtime rows: summary table" if len(records) < len(rows) else ""
+    plot_accuracy_vs_size(records, plot_dir, multi, note)
     plot_accuracy_vs_latency(rows, plot_dir, multi)
     plot_metrics_bars(rows, plot_dir, multi, throughput_batch(rows))
     plot_confusion_matrices(records, plot_dir, multi)
     plot_layer_error(records, plot_dir, multi)
-    plot_accuracy_diff(records, plot_dir, multi)
+    plot_accuracy_diff(records, plot_dir, multi, note)

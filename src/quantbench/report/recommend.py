@@ -3,12 +3,16 @@
 A method qualifies when its accuracy drop against FP32 at the upper end of its interval is
 within ``max_accuracy_drop`` points, and no replicate that is significantly worse on its own
 (exact McNemar, Holm-corrected; see ``replicates``) dropped by more; FP32 always qualifies and is
-the fallback. Among the
-qualifying ones the goal decides: ``size`` the smallest checkpoint file, ``latency`` the best
-batch-1 speed-up, ``throughput`` the best full-batch speed-up. A speed goal picks only a method
-whose speed-up interval lies above 1, else FP32. When the best and the runner-up are not
-measurably different on the goal (equal size, overlapping speed-up intervals) both are named.
-Every method not chosen is listed with the reason.
+the fallback. With several runtimes each (method, runtime) row is judged on its own quality
+against FP32 of its runtime: an ONNX Runtime row on its artifact's Δ against FP32's artifact
+(the parity check holds that one to torch FP32's predictions). FP32 qualifies in every runtime;
+torch FP32 is the fallback, and FP32's artifact is chosen only where the goal prefers it (it is
+measurably faster). Among the qualifying ones the goal decides: ``size`` the smallest
+checkpoint file, ``latency`` the best batch-1 speed-up, ``throughput`` the best full-batch
+speed-up. A speed goal picks only a method whose speed-up interval lies above 1, else FP32.
+When the best and the runner-up are not measurably different on the goal (equal size,
+overlapping speed-up intervals) both are named. Every method not chosen is listed with the
+reason.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from quantbench.report.facts import REFERENCE
 from quantbench.report.metrics import Metrics
 from quantbench.report.order import interval_order
-from quantbench.report.runtimes import row_name
+from quantbench.report.runtimes import RUNTIME_NAMES, TORCH, row_name
 from quantbench.report.stats import from_section
 from quantbench.report.tables import as_interval
 from quantbench.report.wording import NO_CHANGE, NO_DIFFERENCE, fixed, interval_text, ratio_text
@@ -57,14 +62,24 @@ def _entry(r: Metrics, reason: str) -> dict[str, str]:
     return {"method": r["method"], "runtime": r.get("runtime", "torch"), "reason": reason}
 
 
+def _versus(r: Metrics) -> str:
+    """The reference of a row's Δ accuracy, named outside torch: `` against FP32 in ONNX
+    Runtime``."""
+    runtime = r.get("runtime", TORCH)
+    return "" if runtime == TORCH else f" against FP32 in {RUNTIME_NAMES[runtime]}"
+
+
 def _accuracy_text(r: Metrics) -> str:
-    """``accuracy worse by 0.8 pt [0.5, 1.1]``, or the difference itself when not measurable."""
-    if r["vs_fp32"] is None:  # FP32 in another runtime: the FP32 model itself
-        return "the FP32 model's accuracy"
+    """``accuracy worse by 0.8 pt [0.5, 1.1]``, or the difference itself when not measurable;
+    an ONNX Runtime row's names its reference, FP32's artifact."""
+    if r["vs_fp32"] is None:  # FP32's artifact: the reference of its runtime
+        acc = interval_text(as_interval(r["accuracy"]), 4)
+        return f"the FP32 model's accuracy, its artifact's own {acc} on the test rows"
     d = r["vs_fp32"]["accuracy_diff_pt"]
     if d["verdict"] != NO_CHANGE:
-        return f"accuracy {d['verdict']}"
-    return f"Δ accuracy {interval_text(as_interval(d), 2, null=0.0)} pt ({d['verdict']})"
+        return f"accuracy {d['verdict']}{_versus(r)}"
+    diff = interval_text(as_interval(d), 2, null=0.0)
+    return f"Δ accuracy{_versus(r)} {diff} pt ({d['verdict']})"
 
 
 def _speed(r: Metrics, goal: str) -> dict[str, Any]:
@@ -99,7 +114,7 @@ def split_by_accuracy(
     """(qualifying records, FP32 first; ruled-out methods with the reason)."""
     qualified, ruled_out = [records[0]], []
     for r in records[1:]:
-        if r["vs_fp32"] is None:  # FP32 in another runtime: its accuracy is FP32's
+        if r["vs_fp32"] is None:  # FP32's artifact: the reference of its runtime
             qualified.append(r)
             continue
         drop, by_replicate = accuracy_drop(r)
@@ -200,21 +215,35 @@ def _choice_sentence(choice: Metrics, ties: Sequence[Metrics], cfg: RecommendCon
     return text
 
 
+def _quantized(records: Sequence[Metrics]) -> list[Metrics]:
+    """The rows of quantized methods (FP32 in any runtime left out)."""
+    return [r for r in records if r["method"] != REFERENCE]
+
+
+def _keep(choice: Metrics) -> str:
+    """``Keep FP32``, naming the runtime when FP32's artifact is measurably the faster one."""
+    if choice.get("runtime", TORCH) == TORCH:
+        return "Keep FP32"
+    where = RUNTIME_NAMES[choice["runtime"]]
+    return f"Keep FP32, in {where} ({_speed_text(choice, 'latency')} against torch FP32)"
+
+
 def _fallback_sentence(
-    qualified: Sequence[Metrics], records: Sequence[Metrics], cfg: RecommendConfig
+    choice: Metrics, qualified: Sequence[Metrics], records: Sequence[Metrics], cfg: RecommendConfig
 ) -> str:
-    if len(records) == 1:
-        return "Keep FP32: this run has no quantized method."
-    if len(qualified) == 1:
+    keep = _keep(choice)
+    if not _quantized(records):
+        return f"{keep}: this run has no quantized method."
+    if not _quantized(qualified):
         return (
-            f"Keep FP32: nothing qualifies; no method keeps the accuracy drop within "
+            f"{keep}: nothing qualifies; no method keeps the accuracy drop within "
             f"{cfg.max_accuracy_drop:g} pt at the upper end of its interval and in every "
             "replicate."
         )
     if cfg.goal == "size":
-        return "Keep FP32: no method within the accuracy bound has a smaller checkpoint."
-    batch = _speed(qualified[1], cfg.goal)["batch"]
-    return f"Keep FP32: no method within the accuracy bound is measurably faster at batch {batch}."
+        return f"{keep}: no method within the accuracy bound has a smaller checkpoint."
+    batch = _speed(_quantized(qualified)[0], cfg.goal)["batch"]
+    return f"{keep}: no method within the accuracy bound is measurably faster at batch {batch}."
 
 
 def _figures(r: Metrics) -> dict[str, Any]:
@@ -245,10 +274,15 @@ def recommend_model(records: Sequence[Metrics], cfg: RecommendConfig) -> dict[st
         choice, ties, others = choose_size(qualified)
     else:
         choice, ties, others = choose_speed(qualified, cfg.goal)
-    if choice is records[0]:
-        sentence = _fallback_sentence(qualified, records, cfg)
+    if choice is records[0] or (choice["method"] == REFERENCE and cfg.goal == "size"):
+        sentence = _fallback_sentence(choice, qualified, records, cfg)
     else:
         sentence = _choice_sentence(choice, ties, cfg)
+        if choice["method"] == REFERENCE and _quantized(records) and not _quantized(qualified):
+            sentence += (
+                f" No quantized method keeps the accuracy drop within {cfg.max_accuracy_drop:g} "
+                "pt at the upper end of its interval and in every replicate."
+            )
     return {
         "model": records[0]["model"],
         "choice": choice["method"],
@@ -256,7 +290,7 @@ def recommend_model(records: Sequence[Metrics], cfg: RecommendConfig) -> dict[st
         "sentence": sentence,
         "figures": _figures(choice),
         "not_measurably_different": [_label(r) for r in ties],
-        "nothing_qualifies": len(records) > 1 and len(qualified) == 1,
+        "nothing_qualifies": bool(_quantized(records)) and not _quantized(qualified),
         "qualified": [_label(r) for r in qualified],
         "ruled_out": ruled_out + others,
     }
@@ -276,12 +310,23 @@ def recommendation(by_model: dict[str, list[Metrics]], cfg: RecommendConfig) -> 
 
 def render_recommendation(rec: dict[str, Any]) -> list[str]:
     """The Markdown section at the top of summary.md."""
+    several = any("@" in q for m in rec["models"] for q in m["qualified"]) or any(
+        o["runtime"] != TORCH for m in rec["models"] for o in m["ruled_out"]
+    )
+    fallback = (
+        "FP32 qualifies in every runtime, and torch FP32 is the fallback. Each (method, "
+        "runtime) row is judged on its own quality against FP32 of its runtime: an ONNX Runtime "
+        "row on its artifact's predictions against FP32's artifact, which the parity check holds "
+        "to torch FP32's."
+        if several
+        else "FP32 is the fallback."
+    )
     lines = [
         "## Recommendation",
         "",
         f"Goal: {rec['goal']}. A method qualifies when its accuracy drop against FP32 at the "
         f"upper end of its interval is at most {rec['max_accuracy_drop_pt']:g} pt, and so is "
-        "the drop of every replicate significantly worse on its own; FP32 is the fallback.",
+        f"the drop of every replicate significantly worse on its own; {fallback}",
         "",
     ]
     multi = len(rec["models"]) > 1

@@ -5,8 +5,10 @@ The metrics records describe each method in torch and carry its ONNX Runtime fig
 runtime it was timed in. All rows of a model share one speed reference, torch FP32, so that they
 can be ranked against each other: an ONNX Runtime row's ``speedup`` is its speed-up over torch
 FP32 from the same timing job, and ``speedup_same_runtime`` the one over FP32 in ONNX Runtime.
-A row's quality is its torch model's (intervals, paired tests with FP32); the artifact's own
-accuracy on the test rows (parity scoring) is added by :func:`add_runtime_accuracy`.
+A row's quality is that of what it runs: a torch row's is its torch model's, an ONNX Runtime
+row's its artifact's own (``runtimes.onnxruntime.quality``, see
+:mod:`quantbench.report.artifact_quality`), with Δ accuracy paired with FP32 of the same
+runtime.
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ def _ort_kernels(ort: dict[str, Any]) -> list[str]:
     return out or ["FP32 kernels only"]
 
 
+# The fields of a record that describe its torch model's quality on the test rows: an ONNX
+# Runtime row takes them from its artifact's quality block instead (layer_error, measured on
+# the torch model's layers, it has none of).
+QUALITY_FIELDS = ("seeds", "replicates", "accuracy", "macro_f1", "class_names", "per_class",
+                  "confusion_matrix", "vs_fp32", "layer_error")  # fmt: skip
+
+
 def _ort_row(r: Metrics) -> Metrics:
     ort = r["runtimes"][ORT]
     kernels = _ort_kernels(ort)
+    quality = ort["quality"]
     return {
-        **r,
+        **{k: v for k, v in r.items() if k not in QUALITY_FIELDS},
+        **{k: quality[k] for k in QUALITY_FIELDS if k in quality},
         "runtime": ORT,
         "latency_ms": ort["latency_ms"],
         "throughput": ort["throughput"],
@@ -49,17 +60,13 @@ def _ort_row(r: Metrics) -> Metrics:
         "engine": None,
         "artifact": ort["artifact"],
         "pareto": None,  # the Pareto front is drawn over torch's rows
-        "runtime_accuracy": None,
     }
 
 
 def runtime_rows(records: Sequence[Metrics]) -> list[Metrics]:
     """Torch's rows (the records, FP32 first), then the ONNX Runtime rows of the methods that
     were timed there, FP32 first."""
-    rows = [
-        {**r, "runtime": TORCH, "speedup_same_runtime": r["speedup"], "runtime_accuracy": None}
-        for r in records
-    ]
+    rows = [{**r, "runtime": TORCH, "speedup_same_runtime": r["speedup"]} for r in records]
     return rows + [_ort_row(r) for r in records if (r.get("runtimes") or {}).get(ORT)]
 
 
@@ -70,22 +77,6 @@ def rows_by_model(by_model: dict[str, list[Metrics]]) -> dict[str, list[Metrics]
 def has_runtimes(rows: dict[str, list[Metrics]]) -> bool:
     """Whether any row is of another runtime than torch."""
     return any(r["runtime"] != TORCH for rs in rows.values() for r in rs)
-
-
-def add_runtime_accuracy(
-    rows: dict[str, list[Metrics]], verdicts: dict[tuple[str, str], dict[str, Any]]
-) -> None:
-    """Each ONNX Runtime row's ``runtime_accuracy``: the artifact's accuracy on the test rows,
-    mean over replicates (parity scoring); torch rows get their torch accuracy from the same
-    records, so the two read alike."""
-    for model, rs in rows.items():
-        for r in rs:
-            v = verdicts.get((model, r["method"]))
-            if v is None:
-                continue
-            key = "artifact_accuracy" if r["runtime"] == ORT else "torch_accuracy"
-            values = [x[key] for x in v["replicates"]]
-            r["runtime_accuracy"] = sum(values) / len(values)
 
 
 def row_name(r: Metrics) -> str:
@@ -114,8 +105,10 @@ def runtime_note(records: Sequence[Metrics]) -> str:
         "columns read against torch FP32 of the same timing job (one reference for all rows, "
         'the cross-runtime question); "vs FP32 of its runtime" against FP32\'s artifact in '
         "the same job. The kernels column of an ONNX Runtime row lists the integer kernels in "
-        "the graph ONNX Runtime ran after its optimizations. Accuracy, Δ accuracy and the "
-        "verdicts are the torch model's (paired with FP32 row by row); \"accuracy in this "
-        "runtime\" is the artifact's own on the same test rows, and the parity check holds its "
-        "predictions to the torch model's."
+        "the graph ONNX Runtime ran after its optimizations. Accuracy, macro-F1, Δ accuracy and "
+        "the verdicts of an ONNX Runtime row are its artifact's own, from its predicted classes "
+        "on the same test rows (the parity check's), with Δ accuracy paired row by row with "
+        "FP32's artifact in ONNX Runtime, replicate by replicate; a torch row's are its torch "
+        "model's, paired with torch FP32. The parity check holds each artifact's predictions "
+        "to its torch model's."
     )

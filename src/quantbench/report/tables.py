@@ -29,13 +29,13 @@ def as_interval(block: dict[str, Any] | None) -> Interval | None:
 
 
 def columns(batch: int | None, models: int, runtimes: bool = False) -> list[str]:
-    """The table's columns; with ``runtimes`` (rows of several runtimes) a runtime column, the
-    accuracy each runtime reached on the test rows, and the speed-ups over FP32 in the row's own
-    runtime (the main speed-up columns then read against torch FP32 for every row)."""
+    """The table's columns; with ``runtimes`` (rows of several runtimes) a runtime column and
+    the speed-ups over FP32 in the row's own runtime (the main speed-up columns then read
+    against torch FP32 for every row; the quality columns are each row's own, paired with FP32
+    of its runtime)."""
     n = "N" if batch is None else str(batch)
     head = ["model"] if models > 1 else []
     extra = [
-        "accuracy in this runtime (test rows, mean over replicates)",
         "speed-up × vs FP32 of its runtime (batch 1) [CI]",
         f"speed-up × vs FP32 of its runtime (batch {n}) [CI]",
     ]
@@ -47,7 +47,7 @@ def columns(batch: int | None, models: int, runtimes: bool = False) -> list[str]
         "bits",
         "accuracy [CI]",
         "macro-F1 [CI]",
-        "Δ accuracy vs FP32, pt [CI]",
+        f"Δ accuracy vs FP32{' of its runtime' if runtimes else ''}, pt [CI]",
         "Δ per replicate, pt (min … max)",
         "accuracy verdict",
         "size KB",
@@ -112,9 +112,7 @@ def _coverage_cell(r: Metrics) -> str:
 
 def _runtime_cells(r: Metrics) -> Row:
     same = r.get("speedup_same_runtime") or {}
-    acc = r.get("runtime_accuracy")
     return [
-        "" if acc is None else fixed(acc, 4),
         *(ratio_text(as_interval(same[k])) if same.get(k) else "" for k in ("batch_1", "batch_n")),
     ]
 
