@@ -56,7 +56,8 @@ def make_artifact(work: Path, seed: int) -> Path:
     data.mkdir()
     write_csv(data / "raw.csv", 24_000, seed)
     outs = [data / n for n in ("dataset.npz", "preprocessor.joblib", "data_card.json")]
-    run_preprocess(str(data / "raw.csv"), DataConfig(), seed, *outs)
+    run_preprocess(str(data / "raw.csv"), DataConfig(), seed, *outs, data / "test_raw.npz",
+                   data / "encoding.json")  # fmt: skip
     ds = load_dataset(outs[0])
     spec = resolve(DEFAULT_MODEL, ds.n_features, ds.n_classes)
     torch.manual_seed(seed)
@@ -67,7 +68,8 @@ def make_artifact(work: Path, seed: int) -> Path:
     }  # fmt: skip
     save_checkpoint(data / "fp32.pt", meta, spec.build().eval().state_dict())
     folder = work / "artifact"
-    run_export(str(data / "fp32.pt"), str(outs[1]), str(outs[2]), "mlp", f"seed{seed}",
+    encoding = str(data / "encoding.json")
+    run_export(str(data / "fp32.pt"), encoding, str(outs[2]), "mlp", f"seed{seed}",
                str(folder / "model.onnx"), str(folder / "manifest.json"))  # fmt: skip
     return folder
 

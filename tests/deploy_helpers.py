@@ -10,10 +10,10 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper, numpy_helper
 
+from quantbench.data.encoding import encoding_of
 from quantbench.data.preprocess import preprocess_with_raw_test
 from quantbench.data.settings import DataConfig
 from quantbench.deploy.artifact import assemble, manifest_record, write_artifact
-from quantbench.deploy.preprocess_graph import encoding_of
 
 CLASSES = ("web", "video", "voip")
 

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.workflow
 TINY_METHODS = ["ptq_dynamic", "rtn_w4", "gptq_w4"]
 VARIANTS = ["fp32", *TINY_METHODS]
 REPS = ["seed7", "seed8"]  # tests/config_tiny.yaml
-DATA_FILES = ["dataset.npz", "preprocessor.joblib", "data_card.json"]
+DATA_FILES = ["dataset.npz", "preprocessor.joblib", "data_card.json", "encoding.json"]
 # Wall-clock figures: the only values allowed to differ between two runs on one machine.
 TIMING_FIELDS = frozenset({"quantize_seconds", "fine_tune_seconds", "seconds"})
 STAMP = "%Y-%m-%d %H:%M:%S,%f"

@@ -63,7 +63,7 @@ def test_every_output_exists(done):
     results = done / "results"
     assert (results / "data" / "raw.csv").stat().st_size > 0
     for rep in REPS:
-        for name in ("dataset.npz", "preprocessor.joblib", "data_card.json"):
+        for name in ("dataset.npz", "preprocessor.joblib", "data_card.json", "encoding.json"):
             assert (results / "data" / rep / name).stat().st_size > 0, (rep, name)
         models = results / "models" / MODEL / rep
         assert (models / "fp32.pt").is_file() and (models / "fp32.history.json").is_file()

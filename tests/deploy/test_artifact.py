@@ -10,10 +10,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from quantbench.data.encoding import encoding_of
 from quantbench.deploy.artifact import assemble
 from quantbench.deploy.manifest import FORMAT_VERSION, ArtifactError, read_manifest
 from quantbench.deploy.parity import compare, labels_fingerprint, run_artifact
-from quantbench.deploy.preprocess_graph import encoding_of
 from tests.deploy_helpers import linear_graph, make_artifact
 
 

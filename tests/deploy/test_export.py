@@ -41,7 +41,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flows(800).to_csv(root / "raw.csv", index=False)
     cfg = DataConfig(categorical_columns=("proto", "state"))
     outs = [root / n for n in ("dataset.npz", "preprocessor.joblib", "data_card.json")]
-    run_preprocess(str(root / "raw.csv"), cfg, 3, *outs, root / "test_raw.npz")
+    run_preprocess(str(root / "raw.csv"), cfg, 3, *outs, root / "test_raw.npz",
+                   root / "encoding.json")  # fmt: skip
     return root
 
 
@@ -66,7 +67,7 @@ def fp32_checkpoint(data: Path, arch: str, out: Path) -> Path:
 def test_fp32_artifact_matches_torch_on_raw_test_rows(data: Path, tmp_path: Path, arch: str):
     ckpt = fp32_checkpoint(data, arch, tmp_path / "fp32.pt")
     folder = tmp_path / "deploy" / arch / "seed3" / "fp32"
-    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    pre, card = str(data / "encoding.json"), str(data / "data_card.json")
     run_export(str(ckpt), pre, card, arch, "seed3", *(str(folder / n) for n in FILES))
     manifest = read_manifest(folder)
     assert manifest.raw["checkpoint_sha256"] == sha256_file(ckpt)
@@ -101,7 +102,7 @@ def test_quantized_artifact_passes_its_parity_threshold(data: Path, tmp_path: Pa
     meta = {**meta, "method": kind, "kind": kind, "params": {"kind": kind, **params}}
     save_checkpoint(ckpt, meta, state)
     folder = tmp_path / "deploy" / kind
-    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    pre, card = str(data / "encoding.json"), str(data / "data_card.json")
     run_export(str(ckpt), pre, card, "mlp", "seed3", *(str(folder / n) for n in FILES))
     out = tmp_path / "parity.json"
     run_parity(str(folder), str(ckpt), str(data / "dataset.npz"), str(data / "test_raw.npz"),
@@ -117,7 +118,7 @@ def test_quantized_artifact_passes_its_parity_threshold(data: Path, tmp_path: Pa
 def paths(data: Path, out: Path, raw_test: Path | None = None) -> DeployPaths:
     folder = out / "deploy" / "mlp" / "seed3" / "fp32"
     return DeployPaths(
-        preprocessor=str(data / "preprocessor.joblib"),
+        encoding=str(data / "encoding.json"),
         card=str(data / "data_card.json"),
         raw_test=str(raw_test or data / "test_raw.npz"),
         onnx_out=str(folder / "model.onnx"),
@@ -142,7 +143,7 @@ def test_one_process_writes_what_the_separate_steps_write(data: Path, tmp_path: 
     run_scoring(str(ckpt), str(data / "dataset.npz"), None, "mlp", "seed3",
                 str(apart / "quality.json"))  # fmt: skip
     folder = apart / "deploy"
-    pre, card = str(data / "preprocessor.joblib"), str(data / "data_card.json")
+    pre, card = str(data / "encoding.json"), str(data / "data_card.json")
     run_export(str(ckpt), pre, card, "mlp", "seed3", *(str(folder / n) for n in FILES))
     run_parity(str(folder), str(ckpt), str(data / "dataset.npz"), str(data / "test_raw.npz"),
                str(apart / "parity.json"))  # fmt: skip

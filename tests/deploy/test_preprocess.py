@@ -9,10 +9,11 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
+from quantbench.data.encoding import encoding_of
 from quantbench.data.preprocess import preprocess_with_raw_test, run_preprocess
 from quantbench.data.rawrows import load_raw_rows
 from quantbench.data.settings import DataConfig
-from quantbench.deploy.preprocess_graph import encoding_of, preprocess_graph
+from quantbench.deploy.preprocess_graph import preprocess_graph
 
 CLASSES = ("web", "video", "voip")
 

@@ -178,10 +178,10 @@ def get_score_input(wildcards):
         inputs["info"] = f"results/models/{model}/{rep}/{method}.info.json"
     if exporting():
         inputs |= {
-            "preprocessor": f"results/data/{rep}/preprocessor.joblib",
+            "encoding": f"results/data/{rep}/encoding.json",
             "card": f"results/data/{rep}/data_card.json",
             "raw_test": f"results/data/{rep}/test_raw.npz",
-            "lib": method_lib(method, "deploy/score_export.py", "data/split.py"),
+            "lib": method_lib(method, "deploy/score_export.py"),
         }
     return inputs
 
@@ -429,7 +429,13 @@ def get_final_output():
     data += expand(
         "results/data/{rep}/{name}",
         rep=REPS,
-        name=["dataset.npz", "preprocessor.joblib", "data_card.json", "test_raw.npz"],
+        name=[
+            "dataset.npz",
+            "preprocessor.joblib",
+            "data_card.json",
+            "test_raw.npz",
+            "encoding.json",
+        ],
     )
     models = expand(
         "results/models/{model}/{rep}/{file}",

@@ -25,6 +25,7 @@ rule preprocess:
         preprocessor="results/data/{rep}/preprocessor.joblib",
         card="results/data/{rep}/data_card.json",
         raw_test="results/data/{rep}/test_raw.npz",
+        encoding="results/data/{rep}/encoding.json",
     log:
         "logs/preprocess/{rep}.log",
     benchmark:

@@ -1,4 +1,5 @@
-"""Adapter: raw flow records -> dataset.npz, fitted preprocessor and data card."""
+"""Adapter: raw flow records -> dataset.npz, fitted preprocessor (and its numbers as JSON), data
+card and the test split's raw rows."""
 
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ def main() -> None:
         preprocessor_out=snakemake.output.preprocessor,
         card_out=snakemake.output.card,
         raw_test_out=snakemake.output.raw_test,
+        encoding_out=snakemake.output.encoding,
     )
 
 

@@ -26,7 +26,7 @@ def main() -> None:
     from quantbench.deploy.score_export import DeployPaths, run_score_export
 
     deploy = DeployPaths(
-        preprocessor=snakemake.input.preprocessor,
+        encoding=snakemake.input.encoding,
         card=snakemake.input.card,
         raw_test=snakemake.input.raw_test,
         onnx_out=snakemake.output.onnx,

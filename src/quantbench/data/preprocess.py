@@ -25,6 +25,7 @@ from sklearn.preprocessing import LabelEncoder
 from quantbench.core.files import atomic_path
 from quantbench.data.columns import Layout, Rows, plan_layout, read_rows
 from quantbench.data.dataset import SPLITS, Dataset, save_dataset
+from quantbench.data.encoding import encoding_of, encoding_record, write_encoding
 from quantbench.data.rawrows import RawRows, save_raw_rows
 from quantbench.data.settings import DataConfig
 from quantbench.data.split import (
@@ -165,13 +166,19 @@ def run_preprocess(
     preprocessor_out: str | os.PathLike[str],
     card_out: str | os.PathLike[str],
     raw_test_out: str | os.PathLike[str] | None = None,
+    encoding_out: str | os.PathLike[str] | None = None,
 ) -> None:
     """Preprocess and write the outputs together: on any error none of them exists.
 
-    ``raw_test_out`` (optional) receives the test split's raw feature rows (``RawRows``).
+    ``raw_test_out`` (optional) receives the test split's raw feature rows (``RawRows``);
+    ``encoding_out`` (optional) the fitted preprocessing's numbers as JSON
+    (:mod:`quantbench.data.encoding`), which the export reads without unpickling.
     """
     outs = [Path(dataset_out), Path(preprocessor_out), Path(card_out)]
+    if encoding_out is not None and raw_test_out is None:
+        raise ValueError("encoding_out needs raw_test_out")
     outs += [Path(raw_test_out)] if raw_test_out is not None else []
+    outs += [Path(encoding_out)] if encoding_out is not None else []
     for p in outs:
         p.unlink(missing_ok=True)
     try:
@@ -180,6 +187,9 @@ def run_preprocess(
             tmp_ds, tmp_pre, tmp_card, *tmp_raw = (
                 stack.enter_context(atomic_path(p)) for p in outs
             )
+            if len(tmp_raw) == 2:
+                record = encoding_record(encoding_of(pre), pre.feature_names, pre.class_names)
+                write_encoding(tmp_raw.pop(), record)
             save_dataset(tmp_ds, ds)
             joblib.dump(pre, tmp_pre)
             text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False)

@@ -17,11 +17,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
 import onnx
 from onnx import TensorProto, compose, helper
 
 from quantbench.core.files import atomic_path, read_json
+from quantbench.data.encoding import Encoding, read_encoding
 from quantbench.deploy.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -31,7 +31,7 @@ from quantbench.deploy.manifest import (
     sha256_file,
     tool_versions,
 )
-from quantbench.deploy.preprocess_graph import BATCH, Encoding, encoding_of, preprocess_graph
+from quantbench.deploy.preprocess_graph import BATCH, preprocess_graph
 
 if TYPE_CHECKING:
     from quantbench.deploy.graph import ModelGraph
@@ -164,21 +164,23 @@ def write_artifact(
 def build_artifact(
     loaded: LoadedModel,
     checkpoint_path: str,
-    preprocessor_path: str,
+    encoding_path: str,
     card_path: str,
     identity: dict[str, str],
     accuracy_level: int | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """A loaded checkpoint's artifact in memory: the checked ONNX model and its manifest (its
     ``onnx_sha256`` is set when the file is written). ``identity``: ``model``, ``replicate``;
-    ``accuracy_level``: MatMulNBits' for rtn/gptq (None: :data:`graph.ACCURACY_LEVEL`)."""
+    ``accuracy_level``: MatMulNBits' for rtn/gptq (None: :data:`graph.ACCURACY_LEVEL`);
+    ``encoding_path``: the preprocess step's ``encoding.json`` (:mod:`quantbench.data.encoding`).
+    """
     from quantbench.deploy.graph import ACCURACY_LEVEL, export_graph
 
-    pre = joblib.load(preprocessor_path)
-    enc = encoding_of(pre)
+    pre = read_encoding(encoding_path)
+    enc = pre.encoding
     if tuple(loaded.meta.get("feature_names", pre.feature_names)) != pre.feature_names:
         raise ValueError(
-            f"{checkpoint_path}: its feature names differ from {preprocessor_path}'s; rerun the "
+            f"{checkpoint_path}: its feature names differ from {encoding_path}'s; rerun the "
             "workflow so that both come from the same data"
         )
     level = ACCURACY_LEVEL if accuracy_level is None else accuracy_level
@@ -195,7 +197,7 @@ def build_artifact(
 
 def run_export(
     checkpoint_path: str,
-    preprocessor_path: str,
+    encoding_path: str,
     card_path: str,
     model: str,
     replicate: str,
@@ -208,7 +210,7 @@ def run_export(
 
     loaded = load_model(checkpoint_path)
     merged, record = build_artifact(
-        loaded, checkpoint_path, preprocessor_path, card_path,
+        loaded, checkpoint_path, encoding_path, card_path,
         {"model": model, "replicate": replicate},
     )  # fmt: skip
     write_artifact(merged, record, Path(onnx_out), Path(manifest_out))

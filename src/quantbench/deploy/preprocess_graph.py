@@ -11,87 +11,18 @@ LabelEncoder (string -> index as float) with Sub/Div for ordinal codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.pipeline import Pipeline
+
+from quantbench.data.encoding import Encoding, Vocabulary
 
 BATCH = "batch"
 ML_DOMAIN = "ai.onnx.ml"
 ML_OPSET = 3  # LabelEncoder-2 (string keys, int64 or float values)
 PREFIX = "pre_"  # every node and initializer name of this graph, so a merge never collides
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """One categorical column: its known categories in encoder order."""
-
-    column: str
-    categories: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """What the fitted preprocessor does, as plain arrays (the graph and the manifest use it)."""
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    mean: np.ndarray  # float32, one per numeric column
-    scale: np.ndarray
-    median: np.ndarray | None  # float32 fill values, None without imputing
-    categorical_mode: str  # "onehot" or "ordinal" ("" without categorical columns)
-    vocabularies: tuple[Vocabulary, ...]
-    ordinal_mean: np.ndarray | None  # float32 scaler of the ordinal codes
-    ordinal_scale: np.ndarray | None
-    n_features: int
-
-    def __post_init__(self) -> None:
-        if not self.numeric and not self.categorical:
-            raise ValueError("the preprocessor has no feature column")
-        for name in ("mean", "scale"):
-            if getattr(self, name).shape != (len(self.numeric),):
-                raise ValueError(f"{name} needs one value per numeric column")
-        if self.categorical_mode not in ("onehot", "ordinal", ""):
-            raise ValueError(f"unknown categorical encoding {self.categorical_mode!r}")
-
-
-def _scaler_arrays(scaler: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.zeros(n) if scaler.mean_ is None else np.asarray(scaler.mean_)
-    scale = np.ones(n) if scaler.scale_ is None else np.asarray(scaler.scale_)
-    return mean.astype(np.float32), scale.astype(np.float32)
-
-
-def encoding_of(pre: Any) -> Encoding:
-    """The fitted parts of a :class:`~quantbench.data.split.Preprocessor`, checked."""
-    parts = {name: step for name, step, _ in pre.transformer.transformers_ if name != "remainder"}
-    numeric, categorical = tuple(pre.numeric_columns), tuple(pre.categorical_columns)
-    mean = scale = np.zeros(0, np.float32)
-    median = None
-    if numeric:
-        step = parts["numeric"]
-        if isinstance(step, Pipeline):
-            median = np.asarray(step.named_steps["impute"].statistics_, dtype=np.float32)
-            step = step.named_steps["scale"]
-        mean, scale = _scaler_arrays(step, len(numeric))
-    mode, vocabs, o_mean, o_scale = "", (), None, None
-    if categorical:
-        step = parts["categorical"]
-        if isinstance(step, Pipeline):
-            mode, encoder = "ordinal", step.named_steps["encode"]
-            o_mean, o_scale = _scaler_arrays(step.named_steps["scale"], len(categorical))
-        else:
-            mode, encoder = "onehot", step
-        vocabs = tuple(
-            Vocabulary(col, tuple(str(c) for c in cats))
-            for col, cats in zip(categorical, encoder.categories_, strict=True)
-        )
-    return Encoding(
-        numeric, categorical, mean, scale, median, mode, vocabs, o_mean, o_scale,
-        n_features=len(pre.feature_names),
-    )  # fmt: skip
 
 
 class _Builder:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class DeployPaths:
     """What the export and parity parts read and write beside the score step's own files."""
 
-    preprocessor: str  # the replicate's fitted preprocessor (data/{rep}/preprocessor.joblib)
+    encoding: str  # the replicate's fitted preprocessing as numbers (data/{rep}/encoding.json)
     card: str  # its data card (the reader rules the manifest carries)
     raw_test: str  # the test rows as read (data/{rep}/test_raw.npz)
     onnx_out: str
@@ -66,7 +66,7 @@ def run_score_export(
             from quantbench.deploy.artifact import build_artifact, serialize
 
             onnx_model, manifest = build_artifact(
-                loaded, checkpoint_path, deploy.preprocessor, deploy.card, identity,
+                loaded, checkpoint_path, deploy.encoding, deploy.card, identity,
                 accuracy_level=deploy.accuracy_level,
             )  # fmt: skip
             manifest = serialize(onnx_model, manifest, tmp_onnx, tmp_manifest)
