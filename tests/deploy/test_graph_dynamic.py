@@ -96,3 +96,12 @@ def test_a_dynamic_linear_no_range_reproduces_is_refused():
 
     with pytest.raises(ValueError, match="matches neither 7- nor 8-bit activations"):
         onnx_dynamic.activation_qmax({"fc": Skewed()})
+
+
+def test_one_activation_code_rounded_the_other_way_still_picks_the_range():
+    # a cnn1d's fc layer on torch 2.13: one tie rounded apart from torch (7-bit), all of the
+    # outputs off with 8 bits; outputs up to about 30
+    assert onnx_dynamic.pick_qmax({127: 0.0134, 255: 0.2147}, 30.0) == 127
+    assert onnx_dynamic.pick_qmax({127: 0.2147, 255: 1e-6}, 30.0) == 255
+    with pytest.raises(ValueError, match="matches neither"):
+        onnx_dynamic.pick_qmax({127: 0.10, 255: 0.21}, 30.0)
