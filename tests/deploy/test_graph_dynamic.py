@@ -74,6 +74,8 @@ def test_dynamic_graph_reproduces_torch_on_every_engine(tmp_path, engine):
 
 def test_a_dynamic_linear_no_range_reproduces_is_refused():
     layer = torch.ao.nn.quantized.dynamic.Linear(4, 3)
+    weight = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)) * 0.3
+    layer.set_weight_bias(torch.quantize_per_tensor(weight, 0.01, 0, torch.qint8), torch.zeros(3))
 
     class Skewed(torch.nn.Module):  # a kernel that rounds its input to another grid
         in_features = 4
@@ -101,7 +103,11 @@ def test_a_dynamic_linear_no_range_reproduces_is_refused():
 def test_one_activation_code_rounded_the_other_way_still_picks_the_range():
     # a cnn1d's fc layer on torch 2.13: one tie rounded apart from torch (7-bit), all of the
     # outputs off with 8 bits; outputs up to about 30
-    assert onnx_dynamic.pick_qmax({127: 0.0134, 255: 0.2147}, 30.0) == 127
-    assert onnx_dynamic.pick_qmax({127: 0.2147, 255: 1e-6}, 30.0) == 255
-    with pytest.raises(ValueError, match="matches neither"):
-        onnx_dynamic.pick_qmax({127: 0.10, 255: 0.21}, 30.0)
+    steps = {127: 0.008, 255: 0.004}  # one activation step times the largest weight
+    pick = onnx_dynamic.pick_qmax
+    assert pick({127: 0.0134, 255: 0.2147}, {127: 2e-6, 255: 0.03}, 30.0, steps) == 127
+    assert pick({127: 0.2147, 255: 1e-6}, {127: 0.03, 255: 1e-7}, 30.0, steps) == 255
+    with pytest.raises(ValueError, match="matches neither"):  # not clearly nearer
+        pick({127: 0.10, 255: 0.21}, {127: 0.0005, 255: 0.001}, 30.0, steps)
+    with pytest.raises(ValueError, match="matches neither"):  # every output off, both ranges
+        pick({127: 0.5, 255: 2.5}, {127: 0.5, 255: 2.4}, 30.0, steps)
