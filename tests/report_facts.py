@@ -248,7 +248,7 @@ def parity_record(
         "mean_abs_logit_diff": 1e-7, "artifact_accuracy": float(np.mean(artifact == labels)),
         "torch_accuracy": float(np.mean(torch == labels)), "nonfinite_logits": 0,
         "labels_sha256": hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest(),
-        "predictions": artifact.tolist(), "fallbacks": [],
+        "predictions": artifact.tolist(), "fallbacks": [], "onnx_bytes": m.size_bytes + 3_000,
     }  # fmt: skip
 
 

@@ -100,6 +100,9 @@ def test_recommendation_names_the_runtime_and_the_artifact(tmp_path: Path) -> No
     ort_ptq = next(
         r for r in out["csv"] if (r["method"], r["runtime"]) == ("ptq_static", "onnxruntime")
     )
+    torch_ptq = next(
+        r for r in out["csv"] if (r["method"], r["runtime"]) == ("ptq_static", "torch")
+    )
     assert ort_ptq["kernels"] == "com.microsoft:QGemm ×3"
     assert "accuracy in this runtime (test rows, mean over replicates)" not in ort_ptq
     assert ort_ptq["Δ accuracy vs FP32 of its runtime, pt [CI]"] == _row(
@@ -110,6 +113,11 @@ def test_recommendation_names_the_runtime_and_the_artifact(tmp_path: Path) -> No
     assert ort_gptq["kernels"] == "com.microsoft:MatMulNBits ×3 (accuracy_level 4, bits 4)"
     assert "| runtime |" in out["md"] and "ONNX Runtime 1.32.0" in out["md"]
     assert "model graph" in out["md"]
+    # an ONNX Runtime row shows no resident figure (torch's module says nothing of a session);
+    # the artifact's own size stands in the deployable-artifacts table
+    assert ort_ptq["resident KB"] == "" and ort_ptq["size KB"] == torch_ptq["size KB"] != ""
+    onnx_kb = f"{(METHODS[0].size_bytes + 3_000) / 1024:.1f}"
+    assert f"| mlp | ptq_static | 100.00 % | 1e-06 | 0 | {onnx_kb} | ok |" in out["md"]
     # the whole artifact's own figures, in the deployable-artifacts section
     assert "| mlp | ptq_static | 0.0150 | 512 | 0.400 | 1,280,000 |" in out["md"]
 

@@ -134,6 +134,7 @@ def parity_record(
         "checkpoint_sha256": manifest["checkpoint_sha256"],
         "raw_rows_sha256": _rows_fingerprint(rows),
         "fallbacks": [x for x in manifest["layers"] if x.get("fallback")],
+        "onnx_bytes": Path(onnx_path).stat().st_size,
         **compare(reference, artifact, labels),
         "session": settings,
         "versions": tool_versions(),

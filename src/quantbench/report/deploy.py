@@ -23,6 +23,7 @@ from quantbench.core.files import read_json
 from quantbench.report.facts import REFERENCE
 from quantbench.report.metrics import Metrics
 from quantbench.report.stats import from_section
+from quantbench.report.wording import fixed
 
 PARITY_FORMAT = "quantbench-parity"
 FIGURES_FORMAT = "quantbench-artifact-figures"
@@ -86,7 +87,8 @@ def judge(records: Sequence[dict[str, Any]], cfg: ParityConfig) -> dict[tuple[st
         entry = out.setdefault(
             (r["model"], r["method"]),
             {"ok": True, "problems": [], "artifact": f"{r['artifact']}/model.onnx",
-             "replicates": [], "fallbacks": r.get("fallbacks", [])},
+             "replicates": [], "fallbacks": r.get("fallbacks", []),
+             "onnx_bytes": r.get("onnx_bytes")},
         )  # fmt: skip
         found = problems(r, cfg)
         entry["ok"] = entry["ok"] and not found
@@ -149,16 +151,18 @@ def render_parity(
         f"≥ {100 * cfg.fp32_agreement:g} % of rows with max |Δlogit| ≤ "
         f"{cfg.fp32_max_logit_diff:g}; quantized ones on ≥ {100 * cfg.quantized_agreement:g} %.",
         "",
-        "| model | method | agreement (lowest) | max abs Δlogit | fallbacks | parity | artifact |",
-        "|---|---|---|---|---|---|---|",
+        "| model | method | agreement (lowest) | max abs Δlogit | fallbacks | model.onnx KB "
+        "| parity | artifact |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (model, method), v in verdicts.items():
         low = min(x["agreement"] for x in v["replicates"])
         diff = max(x["max_abs_logit_diff"] for x in v["replicates"])
+        kb = None if v.get("onnx_bytes") is None else v["onnx_bytes"] / 1024
         status = "ok" if v["ok"] else "**BELOW THRESHOLD**: " + "; ".join(v["problems"])
         lines.append(
             f"| {model} | {method} | {100 * low:.2f} % | {diff:.3g} | {len(v['fallbacks'])} | "
-            f"{status} | `{v['artifact']}` |"
+            f"{fixed(kb, 1)} | {status} | `{v['artifact']}` |"
         )
     return lines
 

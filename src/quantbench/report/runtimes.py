@@ -60,6 +60,10 @@ def _ort_row(r: Metrics) -> Metrics:
         "engine": None,
         "artifact": ort["artifact"],
         "pareto": None,  # the Pareto front is drawn over torch's rows
+        # what torch's loaded module holds says nothing of an ONNX Runtime session, and the
+        # workflow does not measure a session's resident bytes (runtime_bench.py --resident)
+        "resident_kb": None,
+        "resident_weight_bytes": None,
     }
 
 

@@ -266,7 +266,10 @@ def how_to_read(noise: float) -> str:
         f"faster or slower{band}; where as many of its timing rounds lie beyond that on the "
         'other side, a speed ratio reads "inconsistent across timing rounds". Resident KB: the '
         "bytes the loaded model's weights occupy, "
-        "ready to run; peak RSS MB: the high-water mark of the method's timing process "
+        "ready to run (torch rows only: what an ONNX Runtime session holds is measured by "
+        "`benchmarks/runtime_bench.py --resident`); size KB: the method's checkpoint (the "
+        "artifact's `model.onnx` size is in the deployable-artifacts section); peak RSS MB: "
+        "the high-water mark of the method's timing process "
         "(torch, the data, FP32 and the method with their rotating copies), so it has no "
         "FP32 row of its own. "
         f"Every figure is a field of `metrics/{{model}}/{{method}}.json`."
