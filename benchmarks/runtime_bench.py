@@ -117,7 +117,7 @@ def resident(results: Path, model: str, rep: str, methods: list[str]) -> None:
           f"per-session overhead ({overhead:.2f} MiB for a one-node graph), MiB")  # fmt: skip
     rows = {}
     for method in ("fp32", *methods):
-        path = results / "deploy" / model / rep / method / "model.onnx"
+        path = artifact(results, model, rep, method)
         stored = sum(
             onnx.numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer
         )
@@ -170,21 +170,13 @@ def artifact(results: Path, model: str, rep: str, method: str) -> Path:
 
 
 def end_to_end(results: Path, model: str, rep: str, methods: list[str], cfg) -> None:
-    """Each whole artifact on its own: raw rows through its preprocessing, every output."""
-    import numpy as np
+    """Each whole artifact on its own, as the time step does it: raw rows in, every output."""
+    from quantbench.measure.timing import whole_artifacts
 
-    from quantbench.data.rawrows import load_raw_rows
-    from quantbench.measure.harness import rows_at, solo_figures
-    from quantbench.measure.ort import RowFeeds, SessionRunner, open_session
-
-    feeds = RowFeeds(load_raw_rows(results / "data" / rep / "test_raw.npz").feeds())
-    n = len(feeds)
-    rows = rows_at(feeds, np.arange(cfg.latency_samples) % n)
-    batch = rows_at(feeds, np.arange(cfg.batch_size) % n)
+    paths = {m: str(artifact(results, model, rep, m)) for m in ("fp32", *methods)}
+    figures = whole_artifacts(paths, str(results / "data" / rep / "test_raw.npz"), cfg)
     print("\nend to end (each whole artifact on its own: raw rows in, every output out)")
-    for method in ("fp32", *methods):
-        runner = SessionRunner(open_session(artifact(results, model, rep, method)), output=None)
-        fig = solo_figures(runner, rows, batch, cfg.latency_samples, cfg.throughput_repeats, cfg)
+    for method, fig in figures.items():
         print(f"  onnxruntime {method:16s} batch 1 {fig['latency_ms_p50']:.4f} ms, "
               f"batch {cfg.batch_size} {fig['pass_ms_p50']:.3f} ms")  # fmt: skip
 

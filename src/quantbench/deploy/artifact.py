@@ -176,18 +176,18 @@ def build_artifact(
     """
     from quantbench.deploy.graph import ACCURACY_LEVEL, export_graph
 
-    pre = read_encoding(encoding_path)
-    enc = pre.encoding
-    if tuple(loaded.meta.get("feature_names", pre.feature_names)) != pre.feature_names:
+    encoded = read_encoding(encoding_path)
+    enc = encoded.encoding
+    if tuple(loaded.meta.get("feature_names", encoded.feature_names)) != encoded.feature_names:
         raise ValueError(
             f"{checkpoint_path}: its feature names differ from {encoding_path}'s; rerun the "
             "workflow so that both come from the same data"
         )
     level = ACCURACY_LEVEL if accuracy_level is None else accuracy_level
     graph = export_graph(loaded, accuracy_level=level)
-    merged = assemble(enc, graph.model, len(pre.class_names))
+    merged = assemble(enc, graph.model, len(encoded.class_names))
     record = manifest_record(
-        enc, graph, classes=pre.class_names, card=read_json(card_path), meta=loaded.meta,
+        enc, graph, classes=encoded.class_names, card=read_json(card_path), meta=loaded.meta,
         identity=identity, checkpoint_sha256=sha256_file(checkpoint_path), onnx_sha256="",
     )  # fmt: skip
     for note in graph.notes:

@@ -107,13 +107,18 @@ def _ort_sides(
     return make, dict.fromkeys(ORT_SIDES, feeds), block
 
 
-def _end_to_end(artifacts: dict[str, str], raw_test_path: str, cfg: TimingConfig, rows: int):
-    """Each whole artifact on its own (raw rows in, every output out): absolute medians."""
+def whole_artifacts(
+    paths: dict[str, str], raw_test_path: str, cfg: TimingConfig, rows: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each whole artifact of ``paths`` (name -> model.onnx) on its own: raw rows in, every
+    output out; absolute medians (:func:`~quantbench.measure.harness.solo_figures`) of a
+    quarter of ``cfg``'s calls and passes after at most :data:`E2E_WARMUP` of each. ``rows``:
+    the test split's row count, which the raw rows must have (one line otherwise)."""
     from quantbench.data.rawrows import load_raw_rows
     from quantbench.measure.ort import RowFeeds, SessionRunner, open_session
 
     raw = load_raw_rows(raw_test_path)
-    if len(raw) != rows:
+    if rows is not None and len(raw) != rows:
         raise ValueError(
             f"{raw_test_path}: {len(raw)} raw test rows, the dataset has {rows}; rerun "
             "the preprocess step"
@@ -122,13 +127,13 @@ def _end_to_end(artifacts: dict[str, str], raw_test_path: str, cfg: TimingConfig
     calls = max(cfg.latency_samples // 4, 1)
     passes = max(cfg.throughput_repeats // 4, 1)
     cfg = replace(cfg, warmup=min(cfg.warmup, E2E_WARMUP))
-    call_rows = rows_at(feeds, np.arange(calls) % rows)
-    batch = rows_at(feeds, np.arange(cfg.batch_size) % rows)
+    call_rows = rows_at(feeds, np.arange(calls) % len(raw))
+    batch = rows_at(feeds, np.arange(cfg.batch_size) % len(raw))
     out = {}
-    for side, name in ORT_SIDES.items():
-        runner = SessionRunner(open_session(artifacts[side]), output=None)
+    for name, path in paths.items():
+        runner = SessionRunner(open_session(path), output=None)
         out[name] = solo_figures(runner, call_rows, batch, calls, passes, cfg)
-    return {"input": "raw feature rows; every output (logits, probabilities, label)", **out}
+    return out
 
 
 def _add_runtimes(
@@ -187,9 +192,11 @@ def run_timing(
     inputs, runtimes = _add_runtimes(make, artifacts, raw_test_path, x)
     rounds = paired_rounds(make, x, cfg, inputs=inputs)
     if artifacts and raw_test_path is not None:
-        runtimes["onnxruntime"]["end_to_end"] = _end_to_end(
-            artifacts, raw_test_path, cfg, x.shape[0]
-        )
+        paths = {name: artifacts[side] for side, name in ORT_SIDES.items()}
+        runtimes["onnxruntime"]["end_to_end"] = {
+            "input": "raw feature rows; every output (logits, probabilities, label)",
+            **whole_artifacts(paths, raw_test_path, cfg, x.shape[0]),
+        }
     facts = cpu_facts()
     write_json(
         timing_out,
