@@ -173,7 +173,7 @@ def test_the_accuracy_level_reaches_the_matmulnbits_kernels_and_the_manifest(dat
     fp32 = fp32_checkpoint(data, "mlp", tmp_path / "fp32.pt")
     t = {k: torch.from_numpy(getattr(ds, k)) for k in ("x_train", "y_train", "x_val", "y_val")}
     calib = CalibrationData(**t, seed=3)
-    params = {"bits": 4, "group_size": 16}
+    params = {"bits": 4, "group_size": 32, "execution": "int4"}  # the path MatMulNBits runs
     rtn = methods.get_kind("rtn")
     state = rtn.quantize(load_model(fp32).module, calib, methods.make_params("rtn", params)).state
     ckpt = tmp_path / "rtn.pt"

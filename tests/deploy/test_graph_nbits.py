@@ -1,4 +1,5 @@
-"""Weight-only ONNX graphs (rtn, gptq): MatMulNBits holding the checkpoint's own codes."""
+"""Weight-only ONNX graphs on the int4 execution path (rtn, gptq): MatMulNBits holding the
+checkpoint's own codes (``export_nbits`` takes any grid, whatever the checkpoint's execution)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from quantbench.deploy import graph as deploy_graph
-from quantbench.deploy.graph import export_graph
+from quantbench.deploy.graph import export_graph, export_nbits
 from quantbench.quant.weightonly.grid import Grid
 from quantbench.quant.weightonly.packing import unpack
 from quantbench.quant.weightonly.state import unpack_layer
@@ -27,13 +27,13 @@ def _parity(graph, loaded) -> tuple[float, float]:
 @pytest.mark.parametrize("arch", _toy.ARCHS)
 def test_weight_only_graph_agrees_with_torch(tmp_path, arch, kind):
     loaded = _deploy.checkpoint(tmp_path, arch, kind)
-    graph = export_graph(loaded)
+    graph = export_nbits(loaded)
     assert _parity(graph, loaded)[0] >= 0.995
     ops = _deploy.op_types(graph.model)
     assert "MatMulNBits" in ops and "Gemm" not in ops
     assert any("accuracy_level 4" in note for note in graph.notes)
     # at accuracy_level 0 the product is FP32 on exactly the dequantized codes
-    exact = export_graph(loaded, accuracy_level=0)
+    exact = export_nbits(loaded, level=0)
     agreement, delta = _parity(exact, loaded)
     assert agreement == 1.0 and delta <= 1e-4
 
@@ -49,7 +49,7 @@ def _array(model, name):
 
 def test_matmulnbits_holds_the_checkpoint_codes(tmp_path):
     loaded = _deploy.checkpoint(tmp_path, "mlp", "gptq")
-    model = export_graph(loaded).model
+    model = export_nbits(loaded).model
     grid = Grid(4, False)
     nodes = _nodes(model, "MatMulNBits")
     assert len(nodes) == len(loaded.state["layers"])
@@ -75,7 +75,7 @@ def test_matmulnbits_holds_the_checkpoint_codes(tmp_path):
 
 
 def test_convolutions_fall_back_with_a_reason(tmp_path):
-    graph = export_graph(_deploy.checkpoint(tmp_path, "cnn1d", "rtn"))
+    graph = export_nbits(_deploy.checkpoint(tmp_path, "cnn1d", "rtn"))
     by_name = {layer.layer: layer for layer in graph.layers}
     for conv in ("blocks.conv0", "blocks.conv1"):
         assert by_name[conv].fallback and "Conv1d" in by_name[conv].fallback
@@ -97,7 +97,7 @@ def test_convolutions_fall_back_with_a_reason(tmp_path):
 )
 def test_other_grids_keep_their_codes(tmp_path, params, expect):
     loaded = _deploy.checkpoint(tmp_path, "custom", "rtn", params)
-    graph = deploy_graph.export_nbits(loaded, level=0)
+    graph = export_nbits(loaded, level=0)
     stem = next(layer for layer in graph.layers if layer.layer == "stem")
     assert stem.executes_as.startswith(expect) and stem.fallback is None
     x = _deploy.eval_rows()
@@ -108,9 +108,23 @@ def test_other_grids_keep_their_codes(tmp_path, params, expect):
 
 def test_group_size_that_is_no_block_size_falls_back(tmp_path):
     loaded = _deploy.checkpoint(tmp_path, "mlp", "rtn", {"bits": 4, "group_size": 10})
-    graph = export_graph(loaded)
+    graph = export_nbits(loaded)
     assert all("power of two" in layer.fallback for layer in graph.layers)
     assert "MatMulNBits" not in _deploy.op_types(graph.model)
     x = _deploy.eval_rows()
     got, want = _deploy.onnx_logits(graph.model, x), _deploy.torch_logits(loaded, x)
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_the_int4_execution_path_exports_matmulnbits(tmp_path):
+    """export_graph follows the checkpoint's execution: int4 (torch's 4-bit kernel) is
+    MatMulNBits in ONNX Runtime, at the accuracy level asked for."""
+    params = {"bits": 4, "group_size": 32, "execution": "int4"}
+    loaded = _deploy.checkpoint(tmp_path, "mlp", "rtn", params)
+    for level in (0, 4):
+        model = export_graph(loaded, accuracy_level=level).model
+        nodes = _nodes(model, "MatMulNBits")
+        assert len(nodes) == len(loaded.state["layers"])
+        levels = {helper.get_attribute_value(a) for n in nodes for a in n.attribute
+                  if a.name == "accuracy_level"}  # fmt: skip
+        assert levels == {level}

@@ -85,7 +85,10 @@ def test_layer_without_a_module_falls_back_with_its_reason(tmp_path, monkeypatch
     head = by_name["layers.head"]
     assert head.fallback and "not found" in head.fallback
     assert head.executes_as == "operators not traced to it fp32 on the dequantized codes"
-    assert "MatMulNBits" in _deploy.op_types(graph.model)
+    assert "BitShift" in _deploy.op_types(graph.model)  # the traced layers keep their codes
+    untraced = [n for n in graph.model.graph.node if n.op_type == "MatMul"][-1]
+    inits = {t.name for t in graph.model.graph.initializer}
+    assert untraced.input[1] in inits  # the head: its float weights as they are
 
 
 _CHILD = """

@@ -16,6 +16,7 @@ from quantbench.core.config import (
     replicate_seed,
     replicate_seeds,
     resolve_config,
+    resolved_execution,
     uses_gpu,
     uses_int8_engine,
 )
@@ -203,8 +204,8 @@ def score_outputs():
 
 def score_params():
     """With deploy.export, the onnx, onnxruntime and torch versions (an upgrade re-exports) and
-    the MatMulNBits accuracy_level, given to the weight-only kinds only (a change re-exports
-    those alone)."""
+    the MatMulNBits accuracy_level, given to the weight-only variants on the int4 execution path
+    only (a change re-exports those alone)."""
     if not exporting():
         return {}
     return {
@@ -214,9 +215,12 @@ def score_params():
 
 
 def nbits_accuracy_level(wildcards):
-    """deploy.accuracy_level for an rtn or gptq variant; None for the other kinds."""
+    """deploy.accuracy_level for an rtn or gptq variant on the int4 execution path (the one
+    exported as MatMulNBits); None for the other kinds and paths."""
     if kind_of(wildcards.method) in ("rtn", "gptq"):
-        return int(config["deploy"]["accuracy_level"])
+        variant = config["methods"][wildcards.method]
+        if resolved_execution(variant["execution"], variant["group_size"]) == "int4":
+            return int(config["deploy"]["accuracy_level"])
     return None
 
 

@@ -13,8 +13,12 @@ Per kind (the modules named hold the details):
   (:mod:`quantbench.deploy.onnx_int8`);
 - ``ptq_dynamic``: the torch model's int8 weight codes and scales with ONNX Runtime's dynamic
   quantization (:mod:`quantbench.deploy.onnx_int8`);
-- ``rtn``, ``gptq``: ``com.microsoft.MatMulNBits`` holding the checkpoint's codes, scales and
-  zero points (:mod:`quantbench.deploy.onnx_nbits`).
+- ``rtn``, ``gptq``: the method's ``execution`` path, as torch runs it.
+  ``dequantized`` (the default for grouped codes): the checkpoint's packed codes, scales and
+  zero points, read back to float32 weights by a constant subgraph that ONNX Runtime folds when
+  the session opens (:mod:`quantbench.deploy.onnx_codes`). ``int4``:
+  ``com.microsoft.MatMulNBits`` holding the codes, scales and zero points
+  (:mod:`quantbench.deploy.onnx_nbits`). ``int8`` (per-channel codes): as ``ptq_dynamic``.
 
 A layer the graph cannot run on the method's codes keeps FP32 initializers (the dequantized
 weights), and its :class:`LayerExport` says why: nothing falls back silently.
@@ -30,7 +34,7 @@ import torch
 from torch import nn
 
 from quantbench.core.config import resolved_execution
-from quantbench.deploy import onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
+from quantbench.deploy import onnx_codes, onnx_dynamic, onnx_fp32, onnx_int8, onnx_nbits
 from quantbench.quant.weightonly.execution import build_module
 from quantbench.quant.weightonly.grid import Grid
 from quantbench.quant.weightonly.state import unpack_layer
@@ -175,10 +179,36 @@ def _nbits_layer(model, sites, name, entry, grid, group_size, level) -> LayerExp
     return LayerExport(name, f"{ops} fp32 on the dequantized codes", why)
 
 
-def export_nbits(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph:
+DEQUANTIZED_NOTE = (
+    "dequantized: each layer's codes, zero points and scales are stored packed as in the "
+    "checkpoint and read back to float32 weights by a constant subgraph (BitShift, BitwiseAnd, "
+    "Cast, Sub, Mul), which ONNX Runtime folds once when a session opens (any optimization "
+    "level but ORT_DISABLE_ALL); the products then run in FP32, as torch's dequantized "
+    "execution: a small file, FP32 weights in memory"
+)
+
+
+def execution_of(loaded: LoadedModel) -> str:
+    """A weight-only checkpoint's resolved ``execution`` path (dequantized, int4, int8)."""
+    params = loaded.meta["params"]
+    return resolved_execution(params.get("execution", "auto"), int(loaded.state["group_size"]))
+
+
+def _dequantized_layer(model, sites, name, entry, grid, group_size) -> LayerExport:
+    qw = unpack_layer(entry, grid, group_size)
+    site = sites.get(name)
+    if site is not None and site.node.op_type in ("MatMul", "Conv"):
+        onnx_codes.replace_weight(model.graph, site, name, qw)
+        return LayerExport(name, onnx_codes.describe(qw, site.node.op_type), None)
+    why = "its product was not found as one MatMul or Conv with an initializer weight"
+    ops = ", ".join(ops_of(model, name)) or UNTRACED
+    return LayerExport(name, f"{ops} fp32 on the dequantized codes", why)
+
+
+def _weight_only_graph(loaded: LoadedModel, layer_export, notes: tuple[str, ...]) -> ModelGraph:
+    """The checkpoint's dequantized FP32 module exported, then ``layer_export(model, sites,
+    name, entry, grid, group_size)`` for each quantized layer."""
     state, params = loaded.state, loaded.meta["params"]
-    if resolved_execution(params.get("execution", "auto"), int(state["group_size"])) == "int8":
-        return export_dynamic(loaded)  # torch runs these codes on its dynamic int8 kernels
     grid = Grid(int(state["bits"]), bool(params.get("symmetric", False)))
     group_size = int(state["group_size"])
     with torch.random.fork_rng(devices=[]):
@@ -191,12 +221,36 @@ def export_nbits(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph
     for name in names:
         if name in state["layers"]:
             entry = state["layers"][name]
-            layers.append(_nbits_layer(model, sites, name, entry, grid, group_size, level))
+            layers.append(layer_export(model, sites, name, entry, grid, group_size))
         else:
             ops = ", ".join(ops_of(model, name)) or "element-wise ops"
             layers.append(LayerExport(name, f"{ops} fp32 (FP32 in the torch model too)", None))
-    notes = (NBITS_NOTE.format(level=level),)
     return ModelGraph(onnx_fp32.finish(model), tuple(layers), onnx_fp32.OPSET, notes)
+
+
+def export_nbits(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph:
+    """The ``int4`` execution path: MatMulNBits on the codes (whatever the checkpoint's
+    ``execution``, so that any grid's translation can be checked)."""
+
+    def layer(model, sites, name, entry, grid, group_size):
+        return _nbits_layer(model, sites, name, entry, grid, group_size, level)
+
+    return _weight_only_graph(loaded, layer, (NBITS_NOTE.format(level=level),))
+
+
+def export_dequantized(loaded: LoadedModel) -> ModelGraph:
+    """The ``dequantized`` execution path: FP32 products on weights read back from the codes."""
+    return _weight_only_graph(loaded, _dequantized_layer, (DEQUANTIZED_NOTE,))
+
+
+def export_weight_only(loaded: LoadedModel, level: int = ACCURACY_LEVEL) -> ModelGraph:
+    """rtn, gptq: the graph of the checkpoint's own execution path (see the module docstring)."""
+    execution = execution_of(loaded)
+    if execution == "int8":
+        return export_dynamic(loaded)  # torch runs these codes on its dynamic int8 kernels
+    if execution == "int4":
+        return export_nbits(loaded, level)
+    return export_dequantized(loaded)
 
 
 def _dynamic_note(engine: str, qmax: int) -> str:
@@ -264,15 +318,16 @@ def export_fp32(loaded: LoadedModel) -> ModelGraph:
 def export_graph(loaded: LoadedModel, accuracy_level: int = ACCURACY_LEVEL) -> ModelGraph:
     """The ONNX graph of a loaded checkpoint (see the module docstring).
 
-    ``accuracy_level``: MatMulNBits's (rtn, gptq; ignored by the other kinds): 4 (default,
-    int8 activations, fast) or 0 (FP32 products on exactly the dequantized codes, slower).
+    ``accuracy_level``: MatMulNBits's (rtn, gptq on the int4 execution path; ignored by the
+    other kinds and paths): 4 (default, int8 activations, fast) or 0 (FP32 products on exactly
+    the dequantized codes, slower).
     ValueError (one line) for a kind without an ONNX translation.
     """
     kind = loaded.meta["kind"]
     if kind in ("rtn", "gptq"):
         if accuracy_level not in (0, 1, 4):
             raise ValueError(f"accuracy_level must be 0, 1 or 4, got {accuracy_level!r}")
-        return export_nbits(loaded, accuracy_level)
+        return export_weight_only(loaded, accuracy_level)
     exporters = {
         "fp32": export_fp32,
         "ptq_dynamic": export_dynamic,

@@ -32,7 +32,7 @@ class DeployPaths:
     onnx_out: str
     manifest_out: str
     parity_out: str
-    accuracy_level: int | None = None  # MatMulNBits' (rtn, gptq); None: export_graph's default
+    accuracy_level: int | None = None  # MatMulNBits' (rtn, gptq: int4); None: the default
 
     def __post_init__(self) -> None:
         if Path(self.onnx_out).parent != Path(self.manifest_out).parent:
