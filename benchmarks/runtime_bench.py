@@ -11,7 +11,9 @@ default config or ``--configfile``) and reads that run's results. It then loads,
 process, torch FP32 and torch ``ptq_static`` (checkpoints of the replicate, each int8 model on
 the engine its checkpoint names) and the replicate's ONNX artifacts of FP32 and of every listed
 method (``results/deploy/{model}/{rep}/{method}/model.onnx``: ``ptq_static`` as QDQ with
-torch's own scales, ``ptq_dynamic`` as MatMulInteger, ``gptq``/``rtn`` as MatMulNBits), and
+torch's own scales, ``ptq_dynamic`` as MatMulInteger, ``gptq``/``rtn`` on their execution
+path: FP32 products on weights read back from the packed codes when the session opens, or
+MatMulNBits for ``execution: int4``), and
 times them all in the workflow's harness (``quantbench.measure.harness.paired_rounds``: the
 same rows for every side, the order rotating from round to round, each batch size on model
 copies or sessions of its own; ONNX Runtime with the workflow's session options, each

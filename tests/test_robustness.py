@@ -75,13 +75,22 @@ def start(workdir: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def _text(log: Path) -> str | None:
+    """The log's text, or None while it does not exist (snakemake removes a job's old log
+    when the job starts, which can fall between a check and a read)."""
+    try:
+        return log.read_text()
+    except FileNotFoundError:
+        return None
+
+
 def wait_for_step(proc: subprocess.Popen, logs: list[Path], timeout: float = 300) -> Path:
     """The first of ``logs`` whose step has started in this run (old contents do not count)."""
-    old = {log: log.read_text() if log.is_file() else None for log in logs}
+    old = {log: _text(log) for log in logs}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for log in logs:
-            text = log.read_text() if log.is_file() else None
+            text = _text(log)
             if text and text != old[log] and "step started" in text:
                 return log
         if proc.poll() is not None:
