@@ -171,7 +171,8 @@ def build_artifact(
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """A loaded checkpoint's artifact in memory: the checked ONNX model and its manifest (its
     ``onnx_sha256`` is set when the file is written). ``identity``: ``model``, ``replicate``;
-    ``accuracy_level``: MatMulNBits' for rtn/gptq (None: :data:`graph.ACCURACY_LEVEL`);
+    ``accuracy_level``: MatMulNBits' for rtn/gptq on the int4 path (None:
+    :data:`graph.ACCURACY_LEVEL`);
     ``encoding_path``: the preprocess step's ``encoding.json`` (:mod:`quantbench.data.encoding`).
     """
     from quantbench.deploy.graph import ACCURACY_LEVEL, export_graph
