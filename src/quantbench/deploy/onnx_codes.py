@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from quantbench.deploy import onnx_fp32
@@ -55,11 +56,11 @@ class _Builder:
         self.graph.node.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
-    def unpack(self, values: np.ndarray, bits: int, name: str) -> str:
+    def unpack(self, values: torch.Tensor, bits: int, name: str) -> str:
         """``values`` (unsigned ints < 2**bits, any shape) stored packed, read back as float32
         of the same shape."""
         width = storage_bits(bits)
-        packed = pack(_tensor(values), width).numpy()
+        packed = pack(values, width).numpy()
         per_byte = 8 // width
         byte = self.node(
             "Unsqueeze", [self.const(f"{name}.packed", packed), self.axes(-1)], f"{name}.bytes"
@@ -69,12 +70,12 @@ class _Builder:
         split = self.node("BitShift", [byte, shifts], f"{name}.shifted", direction="RIGHT")
         codes = self.node("BitwiseAnd", [split, mask], f"{name}.codes")
         dims = self.shape(list(values.shape))
-        if packed.size * per_byte == values.size:
+        if packed.size * per_byte == values.numel():
             shaped = self.node("Reshape", [codes, dims], f"{name}.shaped")
         else:  # the pad codes of the last byte dropped
             flat = self.node("Reshape", [codes, self.shape([-1])], f"{name}.flat")
             kept = self.node(
-                "Slice", [flat, self.shape([0]), self.shape([values.size])], f"{name}.kept"
+                "Slice", [flat, self.shape([0]), self.shape([values.numel()])], f"{name}.kept"
             )
             shaped = self.node("Reshape", [kept, dims], f"{name}.shaped")
         return self.node("Cast", [shaped], f"{name}.float", to=TensorProto.FLOAT)
@@ -108,12 +109,6 @@ class _Builder:
         return onnx_fp32.add_initializer(self.graph, name, np.array(dims, np.int64))
 
 
-def _tensor(values: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(values).astype(np.int64))
-
-
 def replace_weight(
     graph: onnx.GraphProto, site: onnx_fp32.Site, layer: str, qw: QuantizedWeight
 ) -> None:
@@ -129,8 +124,8 @@ def replace_weight(
         raise ValueError(f"the ONNX weight of {layer} does not hold its dequantized codes")
     b = _Builder(graph, f"{layer}.weight")
     bits = qw.grid.bits
-    codes = b.unpack(qw.codes.numpy(), bits, "codes")
-    zeros = b.per_column(b.unpack(qw.zeros.numpy(), bits, "zero_points"), qw, "zero_points.cols")
+    codes = b.unpack(qw.codes, bits, "codes")
+    zeros = b.per_column(b.unpack(qw.zeros, bits, "zero_points"), qw, "zero_points.cols")
     scales = qw.scales.numpy().astype(np.float32)
     half = scales.astype(np.float16)
     if np.array_equal(half.astype(np.float32), scales):  # the checkpoint's precision: exact
@@ -139,9 +134,7 @@ def replace_weight(
         scales = b.const("scales", scales)
     centred = b.node("Sub", [codes, zeros], "centred")
     weight = b.node("Mul", [centred, b.per_column(scales, qw, "scales.cols")], "matrix")
-    keep = [t for t in graph.initializer if t.name != name]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    onnx_fp32.remove_initializer(graph, name)  # the subgraph's output takes its name
     if node.op_type == "MatMul":
         b.node("Transpose", [weight], "transposed", out=name, perm=[1, 0])
     else:

@@ -220,11 +220,16 @@ def initializers(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in graph.initializer}
 
 
-def add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray) -> str:
-    """Store ``array`` under ``name`` (replacing an initializer of that name); the name."""
+def remove_initializer(graph: onnx.GraphProto, name: str) -> None:
+    """Drop the initializer called ``name``, if there is one."""
     keep = [t for t in graph.initializer if t.name != name]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray) -> str:
+    """Store ``array`` under ``name`` (replacing an initializer of that name); the name."""
+    remove_initializer(graph, name)
     graph.initializer.append(numpy_helper.from_array(np.array(array, order="C"), name))
     return name
 
