@@ -64,6 +64,15 @@ def test_manifest_names_inputs_vocabularies_reader_and_versions(tmp_path: Path) 
     assert not list(made.folder.glob("*.tmp")) and not list(made.folder.glob(".*.tmp"))
 
 
+def test_artifact_imports_each_opset_domain_once(tmp_path: Path) -> None:
+    """Preprocessing and model graph both import ai.onnx; the merged artifact names it once,
+    or ONNX Runtime's quantizer and other opset readers refuse the file."""
+    made = make_artifact(tmp_path)
+    imports = [(o.domain, o.version) for o in onnx.load(made.folder / "model.onnx").opset_import]
+    domains = [d for d, _ in imports]
+    assert len(domains) == len(set(domains)) and ("", 18) in imports
+
+
 def test_tampered_onnx_and_other_format_version_are_refused(tmp_path: Path) -> None:
     made = make_artifact(tmp_path)
     path = made.folder / "model.onnx"

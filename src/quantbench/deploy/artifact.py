@@ -47,6 +47,16 @@ def _opset(model: onnx.ModelProto) -> int:
     raise ValueError("the model graph imports no ai.onnx opset")
 
 
+def _unique_opsets(model: onnx.ModelProto) -> None:
+    """One ``opset_import`` entry per domain. ``onnx.compose.merge_models`` checks that both
+    graphs import the same version of a shared domain but keeps both entries, and tools that
+    read the opset (ONNX Runtime's quantizer among them) refuse a model that imports a domain
+    twice."""
+    versions = {entry.domain: entry.version for entry in model.opset_import}
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in versions.items())
+
+
 def _check_model_graph(model: onnx.ModelProto, n_features: int) -> None:
     inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in
               model.graph.initializer}]  # fmt: skip
@@ -90,6 +100,7 @@ def assemble(enc: Encoding, model_graph: onnx.ModelProto, n_classes: int) -> onn
     _check_model_graph(model_graph, enc.n_features)
     pre = preprocess_graph(enc, _opset(model_graph), model_graph.ir_version)
     merged = compose.merge_models(pre, model_graph, io_map=[("features", "features")])
+    _unique_opsets(merged)
     merged = _add_head(merged, n_classes)
     merged.producer_name = "quantbench"
     onnx.checker.check_model(merged)
