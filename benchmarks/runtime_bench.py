@@ -22,7 +22,9 @@ artifact (raw rows through its in-graph preprocessing, every output) is timed on
 absolute end-to-end figures. Speed-ups are the summary's own figures
 (``quantbench.report.order``: per-round ratio of medians, geometric mean, bootstrap interval
 over rounds). The CPU, its ISA features, torch and ONNX Runtime versions and the integer kernels
-of each optimized ONNX graph are printed with them.
+of each optimized ONNX graph are printed with them. For the kernels of an AVX2-only CPU on a
+machine with AVX-512, run it under ``benchmarks/avx2_only.py`` (the CPU line then says
+``CPUID masked to avx2``).
 
 ``--resident`` adds what each ONNX Runtime session holds: in a fresh process per artifact, the
 growth of the resident set from opening the session (the workflow's options) and running it
@@ -204,7 +206,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from quantbench.machine.cpu import cpu_facts
+    from quantbench.machine.cpu import cpu_facts, describe
     from quantbench.measure.harness import TimingConfig, paired_rounds, set_threads
     from quantbench.measure.ort import session_options
     from quantbench.report import order, stats
@@ -215,8 +217,7 @@ def main() -> None:
     cfg = TimingConfig(threads=1, batch_size=args.batch, warmup=50, rounds=args.rounds,
                        latency_samples=args.calls, throughput_repeats=args.passes)  # fmt: skip
     rounds = paired_rounds(make, x, cfg, inputs=inputs)
-    facts = cpu_facts()
-    print(f"CPU: {facts['model']} ({facts['architecture']}; {', '.join(facts['features'])})")
+    print(f"CPU: {describe(cpu_facts())}")
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__} "
           f"{session_options()[1]}; results {results}")  # fmt: skip
     print(f"one process, 1 thread, {args.rounds} interleaved rounds; model {args.model}, "

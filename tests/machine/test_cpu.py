@@ -128,7 +128,8 @@ def test_sysctl_of_an_intel_mac_reads_the_feature_lists():
 
 
 @pytest.mark.parametrize("text", [EPYC, XEON, GRAVITON])
-def test_cpu_facts_read_a_cpuinfo_file(tmp_path, text):
+def test_cpu_facts_read_a_cpuinfo_file(tmp_path, monkeypatch, text):
+    monkeypatch.delenv(cpu.CPUID_MASK_ENV, raising=False)
     path = tmp_path / "cpuinfo"
     path.write_text(text)
     facts = cpu.cpu_facts(path)
@@ -154,3 +155,20 @@ def test_describe_is_one_line_with_the_features():
         "torch_capability": "AVX2",
     }
     assert cpu.describe(facts) == "X (x86_64; avx2; torch AVX2)"
+
+
+def test_under_a_cpuid_mask_the_facts_leave_out_what_it_hid(tmp_path, monkeypatch):
+    """benchmarks/avx2_only.py hides AVX-512, AVX-VNNI and AMX from CPUID; the facts of such a
+    process list what its libraries saw and name the mask."""
+    path = tmp_path / "cpuinfo"
+    path.write_text(XEON)
+    monkeypatch.delenv(cpu.CPUID_MASK_ENV, raising=False)
+    plain = cpu.cpu_facts(path)
+    assert "cpuid_mask" not in plain and {"avx512f", "avx_vnni", "amx_int8"} <= set(
+        plain["features"]
+    )
+    monkeypatch.setenv(cpu.CPUID_MASK_ENV, "avx2")
+    masked = cpu.cpu_facts(path)
+    assert masked["cpuid_mask"] == "avx2"
+    assert masked["features"] == ["avx2", "fma", "f16c"]
+    assert cpu.describe(masked).endswith("; CPUID masked to avx2)")

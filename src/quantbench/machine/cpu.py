@@ -49,6 +49,16 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "sme": ("sme", "FEAT_SME"),
 }
 
+# ``benchmarks/avx2_only.py`` runs a command with CPUID hiding features from it and sets this
+# variable to the mask's name; the facts then list what the process's libraries saw.
+CPUID_MASK_ENV = "QUANTBENCH_CPUID_MASK"
+CPUID_MASKS: dict[str, tuple[str, ...]] = {
+    "avx2": (
+        "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
+        "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    ),
+}  # fmt: skip
+
 # ARM "CPU implementer" / "CPU part" pairs of common server and board cores (the Linux
 # cpuinfo of ARM has no model name line).
 _ARM_PARTS: dict[tuple[int, int], str] = {
@@ -193,18 +203,23 @@ def cpu_facts(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, An
     ``model`` (the OS's name, else ``platform.processor()``), ``architecture``
     (``platform.machine()``), ``vendor``, ``logical_cpus`` (the machine's), ``usable_cpus``
     (those this process may run on), ``features`` (stable names present, see ``FEATURES``),
-    ``torch_capability`` and ``source`` (where the features were read).
+    ``torch_capability`` and ``source`` (where the features were read). Under
+    ``benchmarks/avx2_only.py`` (``CPUID_MASK_ENV`` set), ``cpuid_mask`` names the mask and
+    ``features`` leaves out what it hid from the process's libraries.
     """
     facts, source = _read_os(Path(cpuinfo))
+    mask = os.environ.get(CPUID_MASK_ENV)
+    hidden = set(CPUID_MASKS.get(mask, ())) if mask else set()
     return {
         "model": facts["model"] or platform.processor() or platform.machine() or "unknown",
         "architecture": platform.machine(),
         "vendor": facts["vendor"],
         "logical_cpus": facts["logical_cpus"] or os.cpu_count(),
         "usable_cpus": usable_cpus(),
-        "features": features(facts["flags"]),
+        "features": [f for f in features(facts["flags"]) if f not in hidden],
         "torch_capability": torch_capability(),
         "source": source,
+        **({"cpuid_mask": mask} if mask else {}),
     }
 
 
@@ -212,4 +227,5 @@ def describe(facts: dict[str, Any]) -> str:
     """One line for logs: ``AMD EPYC 9654 (x86_64; avx2 avx512f ...; torch AVX512)``."""
     feats = " ".join(facts.get("features") or []) or "no listed SIMD features"
     cap = facts.get("torch_capability") or "unknown"
-    return f"{facts.get('model')} ({facts.get('architecture')}; {feats}; torch {cap})"
+    mask = f"; CPUID masked to {facts['cpuid_mask']}" if facts.get("cpuid_mask") else ""
+    return f"{facts.get('model')} ({facts.get('architecture')}; {feats}; torch {cap}{mask})"
