@@ -299,3 +299,16 @@ def test_an_ort_row_without_its_parity_record_is_refused(tmp_path: Path) -> None
     cfg = ReportConfig.from_dict(REPORT)
     with pytest.raises(ValueError, match=r"no parity record for mlp/seed44/fp32: .*rerun"):
         build_metrics(facts.quality, facts.timing, cfg, parity=_pairs(kept))
+
+
+def test_a_tie_between_runtimes_names_torch_too(tmp_path: Path) -> None:
+    """On size, a method's torch and ONNX Runtime rows share one checkpoint: the sentence and
+    the ruled-out list name both runtimes, never a bare method beside its own ONNX Runtime row."""
+    out = _summarize(tmp_path, goal="size")
+    rec = out["rec"]
+    assert (rec["choice"], rec["runtime"]) == ("gptq_w4", "onnxruntime")
+    assert rec["sentence"].startswith("Use `gptq_w4` in ONNX Runtime: the smallest checkpoint")
+    assert "`gptq_w4` in ONNX Runtime or `gptq_w4` in torch serve equally." in rec["sentence"]
+    assert "- `gptq_w4` in torch not chosen: not measurably different from `gptq_w4` in ONNX " \
+        "Runtime on size" in out["md"]  # fmt: skip
+    assert "- `ptq_static` in torch not chosen: larger checkpoint" in out["md"]

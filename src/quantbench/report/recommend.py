@@ -53,8 +53,14 @@ class RecommendConfig:
         return from_section(cls, values, "recommend")
 
 
-def _name(r: Metrics) -> str:
-    return row_name(r)
+def _name(r: Metrics, rows: Sequence[Metrics]) -> str:
+    """A row's name in a sentence beside ``rows``: torch's named as such when other runtimes'
+    rows are among them (`` `rtn_w4` in ONNX Runtime or `rtn_w4` in torch``)."""
+    return row_name(r, _several(rows))
+
+
+def _several(rows: Sequence[Metrics]) -> bool:
+    return any(r.get("runtime", TORCH) != TORCH for r in rows)
 
 
 def _entry(r: Metrics, reason: str) -> dict[str, str]:
@@ -160,7 +166,8 @@ def choose_size(qualified: Sequence[Metrics]) -> tuple[Metrics, list[Metrics], l
     others = [
         _entry(
             r,
-            f"not measurably different from {_name(choice)} on size: both {_size_text(r)}"
+            f"not measurably different from {_name(choice, qualified)} on size: both "
+            f"{_size_text(r)}"
             if r in ties
             else f"larger checkpoint: {_size_text(r)} against {_size_text(choice)}",
         )
@@ -192,25 +199,27 @@ def choose_speed(
     for r in ranked[1:]:
         why = "not measurably different from" if r in ties else "less speed-up than"
         versus = f"{_speed_text(r, goal)} against {_speed_text(choice, goal)}"
-        reason = f"{why} {_name(choice)}: {versus}"
+        reason = f"{why} {_name(choice, qualified)}: {versus}"
         others.append(_entry(r, reason))
-    others.append(_entry(qualified[0], f"{_name(choice)} is measurably faster"))
+    others.append(_entry(qualified[0], f"{_name(choice, qualified)} is measurably faster"))
     return choice, ties, others
 
 
-def _choice_sentence(choice: Metrics, ties: Sequence[Metrics], cfg: RecommendConfig) -> str:
+def _choice_sentence(
+    choice: Metrics, ties: Sequence[Metrics], cfg: RecommendConfig, rows: Sequence[Metrics]
+) -> str:
     if cfg.goal == "size":
         why = f"the smallest checkpoint within the accuracy bound, {_size_text(choice)}"
     else:
         s = _speed(choice, cfg.goal)
         why = f"the best batch-{s['batch']} speed-up within the accuracy bound, {s['verdict']}"
         why += " than torch FP32" if "runtime" in choice else " than FP32"
-    text = f"Use {_name(choice)}: {why}; {_accuracy_text(choice)}."
+    text = f"Use {_name(choice, rows)}: {why}; {_accuracy_text(choice)}."
     if ties:
-        names = ", ".join(_name(r) for r in ties)
+        names = ", ".join(_name(r, rows) for r in ties)
         text += (
             f" {names} {'is' if len(ties) == 1 else 'are'} not measurably different on "
-            f"{cfg.goal}: {_name(choice)} or {names} serve equally."
+            f"{cfg.goal}: {_name(choice, rows)} or {names} serve equally."
         )
     return text
 
@@ -277,7 +286,7 @@ def recommend_model(records: Sequence[Metrics], cfg: RecommendConfig) -> dict[st
     if choice is records[0] or (choice["method"] == REFERENCE and cfg.goal == "size"):
         sentence = _fallback_sentence(choice, qualified, records, cfg)
     else:
-        sentence = _choice_sentence(choice, ties, cfg)
+        sentence = _choice_sentence(choice, ties, cfg, records)
         if choice["method"] == REFERENCE and _quantized(records) and not _quantized(qualified):
             sentence += (
                 f" No quantized method keeps the accuracy drop within {cfg.max_accuracy_drop:g} "
@@ -333,5 +342,5 @@ def render_recommendation(rec: dict[str, Any]) -> list[str]:
     for m in rec["models"]:
         where = f"model `{m['model']}`: " if multi else ""
         lines.append(f"- {where}**{m['sentence']}**")
-        lines += [f"  - {row_name(o)} not chosen: {o['reason']}." for o in m["ruled_out"]]
+        lines += [f"  - {row_name(o, several)} not chosen: {o['reason']}." for o in m["ruled_out"]]
     return lines

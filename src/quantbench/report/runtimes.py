@@ -83,11 +83,14 @@ def has_runtimes(rows: dict[str, list[Metrics]]) -> bool:
     return any(r["runtime"] != TORCH for rs in rows.values() for r in rs)
 
 
-def row_name(r: Metrics) -> str:
-    """``FP32``/`` `method` ``, with ``in ONNX Runtime`` for that runtime's rows."""
+def row_name(r: Metrics, several: bool = False) -> str:
+    """``FP32``/`` `method` ``, with ``in ONNX Runtime`` for that runtime's rows, and ``in
+    torch`` for torch's where ``several`` runtimes are named beside each other."""
     name = "FP32" if r["method"] == "fp32" else f"`{r['method']}`"
     runtime = r.get("runtime", TORCH)
-    return name if runtime == TORCH else f"{name} in {RUNTIME_NAMES[runtime]}"
+    if runtime == TORCH:
+        return f"{name} in torch" if several else name
+    return f"{name} in {RUNTIME_NAMES[runtime]}"
 
 
 def runtime_note(records: Sequence[Metrics]) -> str:
