@@ -26,13 +26,15 @@ of each optimized ONNX graph are printed with them. For the kernels of an AVX2-o
 machine with AVX-512, run it under ``benchmarks/avx2_only.py`` (the CPU line then says
 ``CPUID masked to avx2``).
 
-``--resident`` adds what each ONNX Runtime session holds: in a fresh process per artifact, the
-growth of the resident set from opening the session (the workflow's options) and running it
-once on one row, with glibc's freed heap handed back (``malloc_trim``) so that copies made while
-loading do not count, net of the growth for a one-node graph (ONNX Runtime's own per-session
-overhead), against FP32's; with prepacking on (as the workflow times it: kernels such as
-MatMulNBits keep a prepacked copy of their weights) and off; beside the initializers' bytes in
-the file.
+``--resident`` adds what each ONNX Runtime session holds: in a fresh process per artifact, a
+first session is opened and run once on one row, which loads the kernels' code and their
+one-time buffers (not weights); then the growth of the resident set from opening a second
+session of the same artifact (the workflow's options) and running it once, with glibc's freed
+heap handed back (``malloc_trim``) after the opening, so that copies made while loading do not
+count, and after the run; net of the same growth for a one-node graph (ONNX Runtime's own
+per-session overhead), against FP32's; with prepacking on (as the workflow times it: kernels
+such as MatMulNBits keep a prepacked copy of their weights) and off; beside the initializers'
+bytes in the file.
 """
 
 from __future__ import annotations
@@ -74,12 +76,20 @@ one = {k: v[:1] for k, v in load_raw_rows(sys.argv[2]).feeds().items()}
 opts, _ = session_options()
 if sys.argv[4] == "off":
     opts.add_session_config_entry("session.disable_prepacking", "1")
-trim(0)
+
+
+def opened():
+    session = onnxruntime.InferenceSession(sys.argv[1], opts, providers=list(PROVIDERS))
+    trim(0)  # the copies made while loading are freed by now
+    names = {i.name for i in session.get_inputs()}
+    session.run(None, {k: v for k, v in one.items() if k in names})
+    trim(0)
+    return session
+
+
+first = opened()  # loads the kernels' code and their one-time buffers, which are not weights
 before = current_rss_bytes()
-session = onnxruntime.InferenceSession(sys.argv[1], opts, providers=list(PROVIDERS))
-names = {i.name for i in session.get_inputs()}
-session.run(None, {k: v for k, v in one.items() if k in names})
-trim(0)
+second = opened()
 print(current_rss_bytes() - before)
 """
 
@@ -104,8 +114,9 @@ def _one_node(raw_names: list[str], out: Path) -> Path:
 
 
 def resident(results: Path, model: str, rep: str, methods: list[str]) -> None:
-    """Resident growth of each artifact's session (a fresh process each), net of ONNX Runtime's
-    per-session overhead, against FP32's; beside the initializers' bytes in the file."""
+    """Resident growth of a second session of each artifact (a fresh process each, the first
+    session having loaded the kernels), net of ONNX Runtime's per-session overhead, against
+    FP32's; beside the initializers' bytes in the file."""
     import onnx
 
     from quantbench.data.rawrows import load_raw_rows
@@ -116,9 +127,10 @@ def resident(results: Path, model: str, rep: str, methods: list[str]) -> None:
         empty = _one_node(names, Path(tmp) / "overhead.onnx")
         base = {p: _grown(empty, raw, p) for p in ("on", "off")}
     overhead = base["on"] / 2**20
-    print(f"\nresident: growth of the resident set from opening a session and running it on one "
-          f"row (a fresh process each, freed heap handed back first), net of ONNX Runtime's "
-          f"per-session overhead ({overhead:.2f} MiB for a one-node graph), MiB")  # fmt: skip
+    print(f"\nresident: growth of the resident set from opening a second session and running it "
+          f"on one row (a fresh process each, the first session having loaded the kernels, freed "
+          f"heap handed back), net of ONNX Runtime's per-session overhead ({overhead:.2f} MiB "
+          f"for a one-node graph), MiB")  # fmt: skip
     rows = {}
     for method in ("fp32", *methods):
         path = artifact(results, model, rep, method)
