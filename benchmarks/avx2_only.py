@@ -49,6 +49,13 @@ def unsupported(cpuinfo: str, system: str, machine: str) -> str | None:
     return None
 
 
+def problem_here() -> str | None:
+    """Why CPUID cannot be masked on this machine, or None (:func:`unsupported` of its facts)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
+    return unsupported(text, platform.system(), platform.machine())
+
+
 def build(folder: Path) -> Path:
     """The compiled mask in ``folder``, named by its source's hash (built once, atomically)."""
     source = SOURCE.read_bytes()
@@ -81,12 +88,7 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         sys.exit(0 if argv else 2)
-    cpuinfo = Path("/proc/cpuinfo")
-    problem = unsupported(
-        cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else "",
-        platform.system(),
-        platform.machine(),
-    )
+    problem = problem_here()
     if problem:
         sys.exit(f"avx2_only: {problem}")
     env = masked_env(build(Path(tempfile.gettempdir())), dict(os.environ))

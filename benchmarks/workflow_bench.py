@@ -138,7 +138,8 @@ def fresh_cold_run(args: argparse.Namespace, torch_only: bool) -> float:
 
 def compare_pairs(args: argparse.Namespace, first: tuple[float, float]) -> None:
     """``args.pairs`` pairs of cold runs (the first already run, full run first); the later
-    pairs alternate which run goes first. Prints each pair and the median of the ratios."""
+    pairs alternate which run goes first. Prints each pair, and the geometric mean (the figure
+    to quote when the orders balance) and the median of the ratios."""
     ratios = [first[0] / first[1] - 1]
     print(f"pair 1 (full run first): {first[0]:.1f} s against {first[1]:.1f} s, {ratios[0]:+.1%}")
     for k in range(2, args.pairs + 1):
@@ -168,7 +169,7 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument(
         "--pairs", type=int, default=1,
-        help="with --compare-torch-only: this many pairs of cold runs, the median ratio quoted",
+        help="with --compare-torch-only: this many pairs of cold runs in alternating order",
     )  # fmt: skip
     args = ap.parse_args()
     if args.pairs < 1 or (args.pairs > 1 and not args.compare_torch_only):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -65,9 +64,7 @@ def test_a_command_and_its_children_see_no_avx512_or_the_wrapper_says_why(tmp_pa
     """Where the machine can make CPUID fault, the command's libraries see leaf 7 without
     AVX-512 (bit 16 of EBX) and with AVX2 (bit 5) as the OS lists it, torch dispatches below
     AVX-512, and so does a process it starts. Elsewhere the wrapper stops with one line."""
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
-    problem = avx2_only.unsupported(text, platform.system(), platform.machine())
+    problem = avx2_only.problem_here()
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(tmp_path)}
@@ -80,6 +77,7 @@ def test_a_command_and_its_children_see_no_avx512_or_the_wrapper_says_why(tmp_pa
         return
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
+    text = Path("/proc/cpuinfo").read_text(errors="replace")
     has_avx2 = bool(re.search(r"^flags\s*:.*\bavx2\b", text, re.MULTILINE))
     for ebx in (seen["ebx"], seen["child_ebx"]):
         assert not ebx & (1 << 16) and bool(ebx & (1 << 5)) == has_avx2
@@ -96,9 +94,7 @@ def test_without_a_command_it_prints_its_usage() -> None:
 
 def test_a_command_that_does_not_exist_is_one_line(tmp_path) -> None:
     missing = "no-such-command-here"
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
-    problem = avx2_only.unsupported(text, platform.system(), platform.machine())
+    problem = avx2_only.problem_here()
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(SCRIPT), missing], capture_output=True,
                           text=True, env=env)  # fmt: skip

@@ -209,7 +209,7 @@ def cpu_facts(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, An
     """
     facts, source = _read_os(Path(cpuinfo))
     mask = os.environ.get(CPUID_MASK_ENV)
-    hidden = set(CPUID_MASKS.get(mask, ())) if mask else set()
+    hidden = set(CPUID_MASKS.get(mask or "", ()))
     return {
         "model": facts["model"] or platform.processor() or platform.machine() or "unknown",
         "architecture": platform.machine(),
